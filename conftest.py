@@ -1,0 +1,27 @@
+"""Shared pytest set-up: keep Jupyter out of ~, find the data, and build the reference tinytorch once."""
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent
+FOUNDATION = ["01_tensor", "02_autograd", "03_activations", "04_layers", "05_dense"]
+
+_jupyter_home = Path(tempfile.mkdtemp(prefix="tinytorch-jupyter-"))
+for var in ["JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR", "MPLCONFIGDIR"]:
+    os.environ[var] = str(_jupyter_home / var.lower())
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def pytest_report_header(config):
+    return f"TINYTORCH_DATA={os.environ.get('TINYTORCH_DATA', '(unset: loaders will try to download)')}"
+
+
+@pytest.fixture(scope="session")
+def reference_tinytorch(tmp_path_factory):
+    """The reference package, exported from source/ by the same exporter students use."""
+    from tito.notebook import load_tinytorch
+    tinytorch, report = load_tinytorch(REPO / "source", FOUNDATION, tmp_path_factory.mktemp("reference"))
+    assert not any(report.values()), report
+    return tinytorch

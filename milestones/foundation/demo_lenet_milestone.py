@@ -1,0 +1,94 @@
+"""Milestone 1 demo: watch the network you built read handwritten digits, right in the terminal.
+
+    tito milestone demo 1                                  # with your exported tinytorch
+    python -m milestones.foundation.demo_lenet_milestone   # the same, if tinytorch is importable
+
+It trains the judge's MLP with your package (a few seconds per epoch), then shows test digits it
+has never seen as ASCII art with its guess and confidence, and a confusion matrix of all 10,000.
+"""
+import argparse
+import shutil
+
+import numpy as np
+
+from milestones.foundation.test_lenet_milestone import mnist, predict, train_and_evaluate
+
+SHADES = " .:-=+*#%@"   # dark to bright; one character per pixel pair
+
+
+def ascii_digit(image):
+    """28x28 pixels in [0, 1] -> 14 lines of 28 characters (terminal cells are about twice as tall as wide)."""
+    pixels = np.asarray(image, dtype=np.float32).reshape(28, 28)
+    rows = pixels.reshape(14, 2, 28).mean(axis=1)           # average each pair of rows
+    levels = np.minimum((rows * len(SHADES)).astype(int), len(SHADES) - 1)
+    return ["".join(SHADES[v] for v in line) for line in levels]
+
+
+def softmax(logits):
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def show_digits(images, labels, probs, indices):
+    """Print digits side by side, as many per row as the terminal is wide."""
+    width = 28 + 4
+    per_row = max(1, min(len(indices), shutil.get_terminal_size((124, 40)).columns // width))
+    for start in range(0, len(indices), per_row):
+        chunk = indices[start:start + per_row]
+        arts = [ascii_digit(images[i]) for i in chunk]
+        print()
+        for line in range(14):
+            print("".join(f"|{art[line]}|  " for art in arts))
+        guesses = [int(probs[i].argmax()) for i in chunk]
+        print("".join(f" guess {g}  {probs[i, g]:4.0%} sure".ljust(width) for i, g in zip(chunk, guesses)))
+        print("".join((" right" if g == labels[i] else f" WRONG: it is a {labels[i]}").ljust(width)
+                      for i, g in zip(chunk, guesses)))
+
+
+def show_confusion(labels, guesses):
+    """10x10 counts: row = true digit, column = the network's guess; the diagonal is what it got right."""
+    matrix = np.zeros((10, 10), dtype=int)
+    np.add.at(matrix, (labels, guesses), 1)
+    print("\nConfusion matrix on the 10,000 test digits (rows: true digit, columns: guess)")
+    print("       " + "".join(f"{c:>6}" for c in range(10)) + "   correct")
+    for r in range(10):
+        cells = "".join((f"[{matrix[r, c]:>4}]" if r == c else f"{matrix[r, c] or '.':>6}") for c in range(10))
+        print(f"  {r:>3}  {cells}   {matrix[r, r] / matrix[r].sum():6.1%}")
+    off = matrix - np.diag(np.diag(matrix))
+    r, c = np.unravel_index(off.argmax(), off.shape)
+    print(f"\nIts most common mistake: reading a {r} as a {c} ({off[r, c]} times).")
+    return matrix
+
+
+def main(tinytorch=None, epochs=1, model=None, samples=8, seed=None):
+    """Train with the judge's recipe (or show an already trained model), then show what it sees."""
+    if tinytorch is None:
+        import tinytorch  # your exported package
+    _, (X_test, y_test) = mnist()
+    if model is None:
+        print(f"Training MLP 784-256-128-10 with your tinytorch for {epochs} epoch(s) on 60,000 digits...")
+        result = train_and_evaluate(tinytorch, epochs=epochs)
+        model = result.model
+        print(f"Done in {result.train_seconds:.1f} s: {result.accuracy:.2%} of the test digits right.")
+
+    probs = softmax(predict(tinytorch, model, X_test).astype(np.float64))
+    guesses = probs.argmax(axis=1)
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(X_test), size=samples, replace=False)
+    wrong = np.flatnonzero(guesses != y_test)
+    if len(wrong):  # one of its mistakes is more instructive than one more right answer
+        picks[-1] = rng.choice(wrong)
+    print(f"\n{samples} test digits your network has never seen:")
+    show_digits(X_test, y_test, probs, list(picks))
+    show_confusion(y_test, guesses)
+    return model
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--samples", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=None, help="fix which digits are shown")
+    args = parser.parse_args()
+    main(epochs=args.epochs, samples=args.samples, seed=args.seed)

@@ -1,0 +1,141 @@
+"""nbgrader for real: generate the assignments, autograde four students, and check every mark.
+
+- "ada" submits the reference solutions: full marks everywhere, Milestone 1 achieved with her package.
+- "ben" submits the untouched release notebooks: zero everywhere, and nothing crashes.
+- "cy" has one bug, a wrong ReLU gradient: loses exactly the ReLU-gradient tests, and Milestone 1.
+- "dee" has a syntax error in 02, an infinite loop in 04 and a corrupted 05 notebook: the rest is
+  graded, each problem is reported, and her milestone fails with a message naming the syntax error.
+"""
+import json
+import os
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tito.course import MODULES
+
+REPO = Path(__file__).resolve().parent.parent
+ASSIGNMENTS = MODULES[:5] + ["milestone_1"]
+
+
+def notebook(root, step, assignment):
+    return nbformat.read(str(root / step / assignment / f"{assignment}.ipynb"), as_version=4)
+
+
+def solved(root, assignment):
+    """The release notebook with every solution cell filled in from source/ (a perfect student)."""
+    answers = {c.metadata["nbgrader"]["grade_id"]: c.source
+               for c in notebook(root, "source", assignment).cells if c.metadata.get("nbgrader", {}).get("solution")}
+    nb = notebook(root, "release", assignment)
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("solution"):
+            cell.source = answers[cell.metadata["nbgrader"]["grade_id"]]
+    return nb
+
+
+def edit_solution(nb, marker, old, new):
+    """Change one solution cell (found by marker) the way a student's bug would."""
+    cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution") and marker in c.source]
+    assert len(cells) == 1 and old in cells[0].source, f"cannot find {old!r} in the cell with {marker!r}"
+    cells[0].source = cells[0].source.replace(old, new, 1)
+    return nb
+
+
+def submit(root, student, assignment, nb):
+    folder = root / "submitted" / student / assignment
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{assignment}.ipynb"
+    if isinstance(nb, str):
+        path.write_text(nb)
+    else:
+        nbformat.write(nb, str(path))
+
+
+RELU_GRADIENT = ('@gradient("relu")', "> 0", "< 0")
+INFINITE_LOOP = ("class Linear", "        ### BEGIN SOLUTION\n        return",
+                 "        ### BEGIN SOLUTION\n        while True:\n            pass\n        return")
+SYNTAX_ERROR = ("def unbroadcast", "### BEGIN SOLUTION\n", "### BEGIN SOLUTION\n    if grad.ndim >\n")
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    from tito.grading import autograde
+    from tito.release import nbgrader_api
+    root = tmp_path_factory.mktemp("course")
+    shutil.copytree(REPO / "source", root / "source")
+    shutil.copy(REPO / "nbgrader_config.py", root)
+    os.environ["TINYTORCH_CELL_TIMEOUT"] = "10"  # keeps dee's infinite loop short
+    api = nbgrader_api(root)
+    for a in ASSIGNMENTS:
+        assert api.generate_assignment(a, force=True, create=True)["success"]
+
+    for a in ASSIGNMENTS:
+        submit(root, "ada", a, solved(root, a))
+        submit(root, "ben", a, notebook(root, "release", a))
+        cy = solved(root, a)
+        dee = solved(root, a)
+        if a == "03_activations":
+            edit_solution(cy, *RELU_GRADIENT)
+        if a == "02_autograd":
+            edit_solution(dee, *SYNTAX_ERROR)
+        if a == "04_layers":
+            edit_solution(dee, *INFINITE_LOOP)
+        submit(root, "cy", a, cy)
+        submit(root, "dee", a, '{"cells": [{"cell_type": "code", "sour' if a == "05_dense" else dee)
+    outcomes = {(o.student, o.assignment): o for o in autograde(root)}
+    return root, outcomes
+
+
+def cell_scores(root, student, assignment):
+    from nbgrader.api import Gradebook
+    from tito.release import nbgrader_api
+    with Gradebook(nbgrader_api(root).coursedir.db_url) as gb:
+        nb = gb.find_submission_notebook(assignment, assignment, student)
+        return {g.name: (g.score, g.max_score) for g in nb.grades}
+
+
+def test_reference_solutions_get_full_marks(graded):
+    root, outcomes = graded
+    for a in ASSIGNMENTS:
+        o = outcomes[("ada", a)]
+        assert o.graded and o.max_score > 0 and o.score == o.max_score, (a, o)
+
+
+def test_untouched_release_scores_zero_without_crashing(graded):
+    _, outcomes = graded
+    for a in ASSIGNMENTS:
+        o = outcomes[("ben", a)]
+        assert o.graded and o.score == 0, (a, o)
+
+
+def test_wrong_relu_gradient_costs_exactly_the_relu_gradient_tests_and_the_milestone(graded):
+    root, outcomes = graded
+    lost = {name for name, (score, top) in cell_scores(root, "cy", "03_activations").items() if score < top}
+    assert lost and all("relu" in name and "grad" in name for name in lost), lost
+    for a in ["01_tensor", "02_autograd", "04_layers", "05_dense"]:
+        assert outcomes[("cy", a)].score == outcomes[("cy", a)].max_score, a
+    assert outcomes[("cy", "milestone_1")].graded and outcomes[("cy", "milestone_1")].score == 0
+
+
+def test_bad_submissions_are_reported_and_the_rest_is_graded(graded):
+    root, outcomes = graded
+    for a in ["01_tensor", "03_activations"]:
+        assert outcomes[("dee", a)].score == outcomes[("dee", a)].max_score, a
+    assert 0 < outcomes[("dee", "02_autograd")].score < outcomes[("dee", "02_autograd")].max_score
+    assert outcomes[("dee", "04_layers")].score < outcomes[("dee", "04_layers")].max_score
+    timed_out = json.dumps(notebook(root, "autograded/dee", "04_layers").cells)
+    assert "CellTimeoutError" in timed_out or "KeyboardInterrupt" in timed_out
+    assert not outcomes[("dee", "05_dense")].graded
+    assert "05_dense.ipynb is not a readable notebook" in outcomes[("dee", "05_dense")].message
+    milestone = json.dumps(notebook(root, "autograded/dee", "milestone_1").cells)
+    assert outcomes[("dee", "milestone_1")].score == 0
+    assert "SyntaxError in 02_autograd.ipynb" in milestone
+
+
+def test_release_notebooks_hold_no_solution_code(graded):
+    root, _ = graded
+    for a in ASSIGNMENTS:
+        release = json.dumps(notebook(root, "release", a).cells)
+        assert "BEGIN SOLUTION" not in release and "BEGIN HIDDEN TESTS" not in release

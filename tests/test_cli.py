@@ -1,0 +1,63 @@
+"""tito as a student uses it: complete modules, unlock and achieve Milestone 1, see progress."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FOUNDATION = ["01_tensor", "02_autograd", "03_activations", "04_layers", "05_dense"]
+
+
+def tito(workspace, *args):
+    proc = subprocess.run([sys.executable, "-m", "tito", "--workspace", str(workspace), *args],
+                          capture_output=True, text=True, timeout=900)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+@pytest.fixture
+def finished_student(tmp_path):
+    """A workspace whose notebooks hold working solutions, with 01–04 already completed."""
+    for name in FOUNDATION + ["milestone_1"]:
+        shutil.copytree(REPO / "source" / name, tmp_path / name)
+    progress = {"modules": {m: {"completed": "earlier", "checks": "ok"} for m in FOUNDATION[:4]},
+                "milestones": {}}
+    (tmp_path / ".tito").mkdir()
+    (tmp_path / ".tito" / "progress.json").write_text(json.dumps(progress))
+    return tmp_path
+
+
+def test_completing_05_dense_exports_checks_and_achieves_milestone_1(finished_student):
+    code, out = tito(finished_student, "module", "complete", "05_dense")
+    assert code == 0, out
+    assert "05_dense complete" in out and "Milestone 1 unlocked" in out
+    assert "Machines Can See!" in out and "accuracy" in out.lower()
+    assert (finished_student / "tinytorch" / "dense.py").exists()
+    achieved = json.loads((finished_student / ".tito" / "progress.json").read_text())["milestones"]["1"]
+    assert achieved["accuracy"] >= 0.85
+
+    code, out = tito(finished_student, "milestone", "status", "--detailed")
+    assert code == 0 and "Milestone 1: Machines Can See!  [achieved]" in out, out
+    assert "✓ module 05_dense complete" in out and "Milestone 2: I Can Train Real AI!  [locked]" in out
+    code, out = tito(finished_student, "milestone", "timeline")
+    assert code == 0 and "achieved:" in out and "5/11 modules" in out, out
+
+
+def test_an_unfinished_module_is_not_marked_complete(tmp_path):
+    shutil.copytree(REPO / "release" / "01_tensor", tmp_path / "01_tensor")
+    code, out = tito(tmp_path, "module", "complete", "01_tensor")
+    assert code == 1
+    assert "NotImplementedError" in out and "01_tensor is not complete yet" in out
+
+
+def test_milestones_beyond_this_release_say_so(tmp_path):
+    code, out = tito(REPO, "milestone", "test", "2")
+    assert code != 0 and "arrives with 11_training" in out
+
+
+def test_demo_shows_predictions_on_test_digits():
+    code, out = tito(REPO, "milestone", "demo", "1")
+    assert code == 0, out
+    assert "confusion" in out.lower()

@@ -1,0 +1,45 @@
+"""Run a notebook top to bottom, as the grader would, and report each test cell."""
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbclient
+
+from tito.export import read_notebook
+
+
+@dataclass
+class CellResult:
+    grade_id: str
+    points: float
+    passed: bool
+    error: str = ""
+
+
+def _error_of(cell):
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "error":
+            return f"{out.get('ename')}: {out.get('evalue')}".strip()
+    return ""
+
+
+def run_checks(notebook, timeout=120, training_timeout=900):
+    """Execute the notebook in its own folder; return a CellResult per test cell (and setup errors)."""
+    notebook = Path(notebook)
+    nb = read_notebook(notebook)
+
+    def cell_timeout(cell):
+        return training_timeout if "training" in cell.metadata.get("tags", []) else timeout
+
+    client = nbclient.NotebookClient(
+        nb, timeout_func=cell_timeout, allow_errors=True, interrupt_on_timeout=True,
+        kernel_name="python3", resources={"metadata": {"path": str(notebook.parent)}})
+    client.execute()
+    results, first_error = [], None
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        error = _error_of(cell) if cell.cell_type == "code" else ""
+        if meta.get("grade"):
+            results.append(CellResult(meta["grade_id"], meta.get("points", 0), not error, error))
+        elif error and first_error is None:
+            first_error = (meta.get("grade_id") or "a code cell", error)
+    return results, first_error

@@ -1,0 +1,303 @@
+"""tito: the course's command line (export, module complete, milestones, release)."""
+import argparse
+import contextlib
+import importlib
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+from tito import course
+from tito.course import MODULES, notebook_path
+from tito.workspace import Progress, find_workspace, is_reference, package_dir
+
+JUDGE_TIME_LIMIT_S = 1800
+
+
+def say(text=""):
+    print(text, flush=True)
+
+
+def present_modules(workspace):
+    return [m for m in MODULES if notebook_path(workspace, m).exists()]
+
+
+# ---------------------------------------------------------------- export
+def cmd_export(args):
+    from tito.export import export
+    workspace = find_workspace(args.workspace)
+    modules = present_modules(workspace)
+    package, report = export(workspace, modules, package_dir(workspace))
+    say(f"Exported {len(modules)} notebook(s) from {workspace} into {package}")
+    return 0 if _print_report(report) else 1
+
+
+def _print_report(report):
+    clean = True
+    for module, problems in report.items():
+        say(f"  {'✓' if not problems else '✗'} {module}")
+        for p in problems:
+            say(f"      {p}")
+        clean = clean and not problems
+    return clean
+
+
+# ---------------------------------------------------------------- module complete
+def cmd_module_complete(args):
+    from tito.checking import run_checks
+    from tito.export import NotebookError, export
+    workspace = find_workspace(args.workspace)
+    module = course.module_name(args.module)
+    nb = notebook_path(workspace, module)
+    if not nb.exists():
+        say(f"{module}: notebook not found at {nb}. Fetch the assignment first.")
+        return 1
+    progress = Progress(workspace)
+
+    say(f"1. Exporting your notebooks into tinytorch ...")
+    package, report = export(workspace, present_modules(workspace), package_dir(workspace))
+    exported_ok = _print_report({module: report[module]})
+
+    say(f"2. Running the tests in {nb.name} (this runs the whole notebook) ...")
+    try:
+        results, setup_error = run_checks(nb)
+    except NotebookError as err:
+        say(f"   {err}")
+        return 1
+    for r in results:
+        say(f"   {'✓' if r.passed else '✗'} {r.grade_id}" + ("" if r.passed else f"  — {r.error}"))
+    passed = sum(r.passed for r in results)
+    if setup_error:
+        say(f"   note: {setup_error[0]} raised {setup_error[1]}")
+
+    say(f"3. Importing {module} from your tinytorch package ...")
+    import_error = _import_check(package.parent, module, workspace)
+    say("   ✓ imports cleanly" if not import_error else f"   ✗ {import_error}")
+
+    if not (exported_ok and not import_error and results and passed == len(results)):
+        progress.uncomplete_module(module)
+        say(f"\n{module} is not complete yet: {passed}/{len(results)} test cells pass. "
+            "Fix what is marked ✗ above and run this command again.")
+        return 1
+    progress.complete_module(module, f"{passed}/{len(results)} test cells")
+    say(f"\n🎉 {module} complete: {passed}/{len(results)} test cells pass, exported to {package}")
+
+    for m in course.milestones():
+        if m.trigger == module:
+            missing = [r for r in m.requires if not progress.completed(r)]
+            if missing:
+                say(f"Milestone {m.number} ({m.name}) unlocks once these are complete too: {', '.join(missing)}")
+            else:
+                say(f"\n🔓 Milestone {m.number} unlocked: {m.name} — running its check now.")
+                return _run_milestone(m, workspace, progress)
+    return 0
+
+
+def _import_check(build_dir, module, workspace):
+    """Import the exported module in a fresh interpreter so a broken export shows up here, not later."""
+    import subprocess
+    from tito.export import export_notebook
+    target = export_notebook(notebook_path(workspace, module), module).target
+    code = f"import sys; sys.path.insert(0, {str(build_dir)!r}); import tinytorch.{target}"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    if proc.returncode:
+        return proc.stderr.strip().splitlines()[-1]
+    return ""
+
+
+# ---------------------------------------------------------------- milestones
+def _judge_module(m):
+    folder = course.MILESTONES_DIR / m.folder
+    tests = sorted(folder.glob("test_*_milestone.py")) if folder.is_dir() else []
+    if not tests:
+        raise SystemExit(f"Milestone {m.number} ({m.name}) arrives with {m.trigger}; "
+                         "it is not part of this release yet.")
+    return importlib.import_module(f"milestones.{m.folder}.{tests[0].stem}")
+
+
+@contextlib.contextmanager
+def time_limit(seconds):
+    def alarm(signum, frame):
+        raise TimeoutError(f"training ran longer than {seconds} s. Look for an infinite loop or a very "
+                           "slow operation in your modules (Python loops over elements?).")
+    old = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _student_package(m, workspace):
+    from tito.notebook import load_tinytorch
+    missing = [r for r in m.requires if not notebook_path(workspace, r).exists()]
+    if missing:
+        raise SystemExit(f"Milestone {m.number} needs your notebooks for {', '.join(missing)} "
+                         f"(looked in {workspace}).")
+    tinytorch, report = load_tinytorch(workspace, m.requires,
+                                       dest=tempfile.mkdtemp(prefix="tinytorch-build-"))
+    bad = {k: v for k, v in report.items() if v}
+    if bad:
+        _print_report(bad)
+    return tinytorch
+
+
+def _run_milestone(m, workspace, progress):
+    judge_module = _judge_module(m)
+    who = "the reference solutions" if is_reference(workspace) else "your tinytorch"
+    say(f"Milestone {m.number}: {m.name} — {m.threshold}, trained with {who}.")
+    try:
+        tinytorch = _student_package(m, workspace)
+        with time_limit(JUDGE_TIME_LIMIT_S):
+            result = judge_module.judge(tinytorch)
+    except SystemExit:
+        raise
+    except BaseException as err:  # the student's code failed: show it, keep the terminal clean
+        if isinstance(err, KeyboardInterrupt):
+            raise
+        say(f"\n✗ Milestone {m.number} not achieved yet.\n  {type(err).__name__}: {err}")
+        return 1
+    progress.achieve(m.number, round(float(result.accuracy), 4), round(result.train_seconds, 1))
+    return 0
+
+
+def cmd_milestone_test(args):
+    m = course.milestone(args.number)
+    workspace = find_workspace(args.workspace)
+    progress = Progress(workspace)
+    not_done = [r for r in m.requires if not progress.completed(r)]
+    if not_done and not is_reference(workspace):
+        say(f"Note: not yet marked complete with `tito module complete`: {', '.join(not_done)}. "
+            "Testing your current notebooks anyway.")
+    return _run_milestone(m, workspace, progress)
+
+
+def _state(m, progress):
+    if progress.achieved(m.number):
+        return "achieved"
+    return "unlocked" if all(progress.completed(r) for r in m.requires) else "locked"
+
+
+ICONS = {"achieved": "🏆", "unlocked": "🔓", "locked": "🔒"}
+
+
+def cmd_milestone_status(args):
+    workspace = find_workspace(args.workspace)
+    progress = Progress(workspace)
+    done = [m for m in MODULES if progress.completed(m)]
+    say(f"Modules complete: {len(done)}/{len(MODULES)}" + (f" ({', '.join(done)})" if done else ""))
+    for m in course.milestones():
+        state = _state(m, progress)
+        have = sum(progress.completed(r) for r in m.requires)
+        say(f"\n{ICONS[state]} Milestone {m.number}: {m.name}  [{state}]  — {m.era}")
+        say(f"   exercises {len(m.requires)} modules: {have}/{len(m.requires)} complete; triggered by {m.trigger}")
+        if state == "achieved":
+            a = progress.achieved(m.number)
+            say(f"   achieved {a['achieved']}: accuracy {a['accuracy']:.2%} after {a['train_seconds']} s of training")
+        if args.detailed:
+            for r in m.requires:
+                say(f"     {'✓' if progress.completed(r) else '✗'} module {r} complete")
+            say(f"     {'✓' if state == 'achieved' else '✗'} {m.threshold}")
+    return 0
+
+
+def cmd_milestone_timeline(args):
+    workspace = find_workspace(args.workspace)
+    progress = Progress(workspace)
+    ms = course.milestones()
+    width = 26
+    rows = [[], [], [], [], []]
+    for m in ms:
+        state = _state(m, progress)
+        year = m.era.split(",")[-1].strip(" )")
+        have = sum(progress.completed(r) for r in m.requires)
+        detail = (f"{progress.achieved(m.number)['accuracy']:.1%}" if state == "achieved"
+                  else f"{have}/{len(m.requires)} modules")
+        rows[0].append(f"{year}".ljust(width, "─") if m is not ms[-1] else year)
+        rows[1].append(f"{ICONS[state]} {m.era.split(' (')[0]}".ljust(width - 1))
+        rows[2].append(m.name.ljust(width))
+        rows[3].append(f"after {m.trigger}".ljust(width))
+        rows[4].append(f"{state}: {detail}".ljust(width))
+    say("Your journey through the history of AI\n")
+    for row in rows:
+        say("  " + "".join(row).rstrip())
+    return 0
+
+
+def cmd_milestone_demo(args):
+    m = course.milestone(args.number)
+    workspace = find_workspace(args.workspace)
+    _judge_module(m)  # tells when the milestone is not in this release
+    demo = importlib.import_module(
+        f"milestones.{m.folder}.{sorted((course.MILESTONES_DIR / m.folder).glob('demo_*_milestone.py'))[0].stem}")
+    return demo.main(_student_package(m, workspace)) or 0
+
+
+# ---------------------------------------------------------------- instructors
+def cmd_grade(args):
+    from tito.grading import autograde, failing_tests
+    root = Path(args.course).resolve()
+    if not (root / "nbgrader_config.py").exists() or not (root / "submitted").is_dir():
+        say(f"{root} has no nbgrader_config.py or no submitted/ folder: run this from the course root.")
+        return 1
+    outcomes = autograde(root, args.assignment or None, args.student or None)
+    for o in outcomes:
+        mark = f"{o.score:g}/{o.max_score:g}" if o.graded else "NOT GRADED"
+        say(f"  {o.student:<16} {o.assignment:<16} {mark:>10}  {o.message}")
+    say("\nMilestone completion (curriculum validation):")
+    for m in course.milestones():
+        tried = [o for o in outcomes if o.assignment == m.assignment]
+        if tried:
+            passed = sum(o.graded and o.max_score and o.score == o.max_score for o in tried)
+            say(f"  Milestone {m.number} ({m.name}): {passed}/{len(tried)} students ({passed / len(tried):.0%})")
+    worst = failing_tests(root)[:10]
+    if worst:
+        say("\nTests that fail most often:")
+        for (assignment, grade_id), n in worst:
+            say(f"  {n:>4} × {assignment}/{grade_id}")
+    return 0 if all(o.graded for o in outcomes) else 1
+
+
+def cmd_release(args):
+    from tito.release import generate_release
+    return generate_release(course.REPO, course.REPO / "release")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="tito", description="TinyTorch course tool")
+    parser.add_argument("--workspace", help="folder holding your module folders (default: here)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("export", help="export your notebooks into your tinytorch package").set_defaults(fn=cmd_export)
+
+    module = sub.add_parser("module", help="module commands").add_subparsers(dest="action", required=True)
+    complete = module.add_parser("complete", help="export, check and record a module (e.g. 05_dense)")
+    complete.add_argument("module")
+    complete.set_defaults(fn=cmd_module_complete)
+
+    ms = sub.add_parser("milestone", help="milestone commands").add_subparsers(dest="action", required=True)
+    for name, fn, text in [("test", cmd_milestone_test, "train and judge a milestone with your tinytorch"),
+                           ("demo", cmd_milestone_demo, "run a milestone's demo")]:
+        p = ms.add_parser(name, help=text)
+        p.add_argument("number", type=int, choices=[1, 2, 3])
+        p.set_defaults(fn=fn)
+    status = ms.add_parser("status", help="modules done and milestones locked/unlocked/achieved")
+    status.add_argument("--detailed", action="store_true", help="list every requirement")
+    status.set_defaults(fn=cmd_milestone_status)
+    ms.add_parser("timeline", help="the three eras, drawn").set_defaults(fn=cmd_milestone_timeline)
+
+    grade = sub.add_parser("grade", help="instructors: autograde all submissions and summarise the class")
+    grade.add_argument("--course", default=".", help="course root (holds nbgrader_config.py)")
+    grade.add_argument("--assignment", action="append", help="only this assignment (repeatable)")
+    grade.add_argument("--student", action="append", help="only this student (repeatable)")
+    grade.set_defaults(fn=cmd_grade)
+
+    sub.add_parser("release", help="instructors: regenerate release/ from source/ with nbgrader").set_defaults(
+        fn=cmd_release)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    sys.exit(args.fn(args))

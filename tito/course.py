@@ -1,0 +1,66 @@
+"""What the course is made of: the module order, the milestones, and where notebooks live."""
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+MODULES = [
+    "01_tensor", "02_autograd", "03_activations", "04_layers", "05_dense",
+    "06_spatial", "07_dataloader", "08_optimizers", "09_normalization", "10_evaluation",
+    "11_training", "12_tokenization", "13_embeddings", "14_attention", "15_transformer", "16_tinygpt",
+]
+REPO = Path(__file__).resolve().parent.parent
+MILESTONES_DIR = REPO / "milestones"
+
+
+@dataclass
+class Milestone:
+    number: int
+    name: str
+    era: str
+    folder: str
+    trigger: str
+    requires: list
+    threshold: str
+    victory: str
+
+    @property
+    def assignment(self):
+        return f"milestone_{self.number}"
+
+
+def milestones():
+    spec = yaml.safe_load((MILESTONES_DIR / "milestones.yml").read_text())
+    return [Milestone(number=m["number"], name=m["name"], era=m["era"], folder=m["folder"],
+                      trigger=m["trigger_module"], requires=list(m["required_modules"]),
+                      threshold=m["threshold"], victory=m["victory"])
+            for m in spec["milestones"]]
+
+
+def milestone(number):
+    for m in milestones():
+        if m.number == int(number):
+            return m
+    raise SystemExit(f"There is no milestone {number}; the course has milestones 1, 2 and 3.")
+
+
+def module_name(text):
+    """Accept '05_dense', '05' or 'dense' and return the full module name."""
+    for m in MODULES:
+        if text in (m, m[:2], m[3:]):
+            return m
+    raise SystemExit(f"Unknown module {text!r}. Modules are: {', '.join(MODULES)}")
+
+
+def prerequisites(assignment):
+    """Modules whose code a notebook imports: the earlier modules, or a milestone's requirements."""
+    if assignment in MODULES:
+        return MODULES[:MODULES.index(assignment)]
+    for m in milestones():
+        if m.assignment == assignment:
+            return m.requires
+    raise ValueError(f"unknown assignment {assignment!r}")
+
+
+def notebook_path(folder, assignment):
+    return Path(folder) / assignment / f"{assignment}.ipynb"

@@ -1,0 +1,69 @@
+"""Instructor side: autograde every submission and summarise where the class struggles."""
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from tito.export import NotebookError, read_notebook
+from tito.release import nbgrader_api
+
+
+@dataclass
+class Outcome:
+    student: str
+    assignment: str
+    graded: bool
+    score: float = 0.0
+    max_score: float = 0.0
+    message: str = ""
+
+
+def _why_it_failed(submission, log):
+    """One line an instructor can act on: an unreadable notebook, else the last error nbgrader logged."""
+    for nb in sorted(Path(submission).glob("*.ipynb")):
+        try:
+            read_notebook(nb)
+        except NotebookError as err:
+            return str(err)
+    errors = re.findall(r"^\s*(\w+(?:Error|Exception)\b.*)$", log, flags=re.M)
+    return errors[-1].strip() if errors else "nbgrader could not autograde it (see its log)"
+
+
+def autograde(root, assignments=None, students=None):
+    """Autograde each submitted/<student>/<assignment>; one bad submission never stops the others."""
+    from nbgrader.api import Gradebook
+    root = Path(root)
+    api = nbgrader_api(root)
+    submitted = root / "submitted"
+    outcomes = []
+    for student_dir in sorted(p for p in submitted.iterdir() if p.is_dir()):
+        if students and student_dir.name not in students:
+            continue
+        for sub in sorted(p for p in student_dir.iterdir() if p.is_dir()):
+            if assignments and sub.name not in assignments:
+                continue
+            result = api.autograde(sub.name, student_dir.name, force=True, create=True)
+            outcomes.append(Outcome(student_dir.name, sub.name, bool(result["success"])))
+            if not result["success"]:
+                outcomes[-1].message = _why_it_failed(sub, result.get("log") or "")
+    with Gradebook(api.coursedir.db_url) as gb:
+        for o in outcomes:
+            if o.graded:
+                s = gb.find_submission(o.assignment, o.student)
+                o.score, o.max_score = s.score, s.max_score
+    return outcomes
+
+
+def failing_tests(root):
+    """(assignment, grade_id) -> number of students who lost points on it, most common first."""
+    from nbgrader.api import Gradebook
+    api = nbgrader_api(root)
+    counts = Counter()
+    with Gradebook(api.coursedir.db_url) as gb:
+        for assignment in gb.assignments:
+            for submission in assignment.submissions:
+                for nb in submission.notebooks:
+                    for grade in nb.grades:
+                        if grade.max_score and (grade.score or 0) < grade.max_score:
+                            counts[(assignment.name, grade.name)] += 1
+    return counts.most_common()
