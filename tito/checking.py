@@ -15,10 +15,12 @@ class CellResult:
     error: str = ""
 
 
-def _error_of(cell):
+def _error_of(cell, timeout):
     for out in cell.get("outputs", []):
         if out.get("output_type") == "error":
-            return f"{out.get('ename')}: {out.get('evalue')}".strip()
+            if out.get("ename") in ("KeyboardInterrupt", "CellTimeoutError"):
+                return f"ran longer than {timeout} s and was stopped: look for an infinite loop"
+            return f"{out.get('ename')}: {out.get('evalue')}".strip(" :")
     return ""
 
 
@@ -37,7 +39,7 @@ def run_checks(notebook, timeout=120, training_timeout=900):
     results, first_error = [], None
     for cell in nb.cells:
         meta = cell.metadata.get("nbgrader", {})
-        error = _error_of(cell) if cell.cell_type == "code" else ""
+        error = _error_of(cell, cell_timeout(cell)) if cell.cell_type == "code" else ""
         if meta.get("grade"):
             results.append(CellResult(meta["grade_id"], meta.get("points", 0), not error, error))
         elif error and first_error is None:
