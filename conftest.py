@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+import tito  # noqa: F401  (first: one BLAS thread for this process and every kernel it starts)
+
 REPO = Path(__file__).resolve().parent
 FOUNDATION = ["01_tensor", "02_autograd", "03_activations", "04_layers", "05_dense"]
 

@@ -1,6 +1,8 @@
 # nbgrader configuration for the TinyTorch course. Run nbgrader commands from this folder.
 import os
 
+import tito  # noqa: F401  (gives each grading kernel one BLAS thread; see tito/__init__.py)
+
 c = get_config()  # noqa: F821  (provided by nbgrader)
 
 c.CourseDirectory.course_id = "tinytorch"

@@ -54,8 +54,8 @@ def submit(root, student, assignment, nb):
 
 
 RELU_GRADIENT = ('@gradient("relu")', "> 0", "< 0")
-INFINITE_LOOP = ("class Linear", "        ### BEGIN SOLUTION\n        return",
-                 "        ### BEGIN SOLUTION\n        while True:\n            pass\n        return")
+INFINITE_LOOP = ("class Linear", "    def forward(self, x):\n",
+                 "    def forward(self, x):\n        while True:\n            pass\n")
 SYNTAX_ERROR = ("def unbroadcast", "### BEGIN SOLUTION\n", "### BEGIN SOLUTION\n    if grad.ndim >\n")
 
 

@@ -12,16 +12,17 @@ def assert_close(actual, expected, atol=1e-6, rtol=1e-5, msg=""):
     prefix = f"{msg}: " if msg else ""
     assert a.shape == e.shape, f"{prefix}shape {a.shape} != expected {e.shape}"
     if not np.allclose(a, e, atol=atol, rtol=rtol, equal_nan=False):
-        worst = np.unravel_index(np.argmax(np.abs(a - e)), a.shape) if a.shape else ()
-        raise AssertionError(
-            f"{prefix}values differ (largest gap at index {worst}: got {a[worst]!r}, expected {e[worst]!r})")
+        worst = tuple(int(i) for i in np.unravel_index(np.argmax(np.abs(a - e)), a.shape)) if a.shape else ()
+        raise AssertionError(f"{prefix}values differ (largest gap at index {worst}: "
+                             f"got {a[worst].item()!r}, expected {e[worst].item()!r})")
 
 
 def gradcheck(fn, *arrays, atol=1e-5, rtol=1e-4, eps=1e-6, seed=0):
     """Compare the gradients your autograd computes for fn against central differences.
 
-    fn takes Tensors (one per array) and returns a Tensor. We backpropagate sum(fn(...) * W) for a
-    fixed random W, so every output element matters, and check d/d(input) for each input in float64.
+    fn takes Tensors (one per array) and returns a Tensor. We backpropagate a fixed random W as the
+    output's gradient (the gradient of sum(fn(...) * W)), so every output element matters, and check
+    d/d(input) for each input in float64. Seeding W directly keeps the check about fn's own rules.
     """
     from tinytorch.tensor import Tensor  # the package prepare() put on the path
 
@@ -40,7 +41,7 @@ def gradcheck(fn, *arrays, atol=1e-5, rtol=1e-4, eps=1e-6, seed=0):
     inputs = [Tensor(a.copy(), requires_grad=True) for a in arrays]
     out = fn(*inputs)
     assert out.data.shape == weights.shape, "fn returned different shapes for the same input shapes"
-    (out * Tensor(weights)).sum().backward()
+    out.backward(weights.astype(out.data.dtype))
 
     for i, (inp, base) in enumerate(zip(inputs, arrays)):
         numeric = np.zeros_like(base)

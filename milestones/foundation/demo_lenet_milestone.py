@@ -82,7 +82,6 @@ def main(tinytorch=None, epochs=1, model=None, samples=8, seed=None):
     print(f"\n{samples} test digits your network has never seen:")
     show_digits(X_test, y_test, probs, list(picks))
     show_confusion(y_test, guesses)
-    return model
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ loop; the judge loads the data, times the run and counts the correct answers its
     judge(tinytorch)                 # default model: tinytorch.MLP([784, 256, 128, 10])
     judge(tinytorch, build_model)    # your own model-building function
 """
-import functools
 import signal
 import threading
 import time
@@ -40,17 +39,10 @@ class Result:
 # ---------------------------------------------------------------------------------------------
 # helpers
 
-@functools.lru_cache(maxsize=1)
 def mnist():
-    """MNIST as float32 (N, 784) in [0, 1] and int64 labels, loaded once per process.
-
-    Read-only, so a training loop that edits its input in place cannot change what later runs see.
-    """
+    """MNIST as float32 (N, 784) in [0, 1] and int64 labels; the loader caches it, read-only."""
     from tito.datasets import load_mnist
-    (X_train, y_train), (X_test, y_test) = load_mnist()
-    for a in (X_train, y_train, X_test, y_test):
-        a.flags.writeable = False
-    return (X_train, y_train), (X_test, y_test)
+    return load_mnist()
 
 
 def _array(x):
@@ -70,11 +62,11 @@ def _step(what):
                 if isinstance(err, NotImplementedError) else "")
         raise MilestoneFailure(
             f"{what} failed: {error}{hint}.\nThe traceback above points at the line that raised it; "
-            "fix it there (in this notebook or in the module it comes from), then run this again.") from err
+            "fix it there (in your notebook, or in the module it comes from) and run this again.") from err
 
 
 def _too_slow(seconds):
-    return (f"training took longer than {seconds:.0f} s, the time budget of this milestone — look for "
+    return (f"training took longer than {seconds:g} s, the time budget of this milestone — look for "
             "slow or infinite loops in your modules (Python loops over samples or elements where one "
             "numpy operation on the whole batch would do).")
 
@@ -84,22 +76,33 @@ def _time_limit(seconds):
     """Interrupt training that runs past the budget, even inside an endless loop.
 
     Uses SIGALRM, which exists on Unix in the main thread (a notebook cell, pytest, the CLI);
-    elsewhere only the check after each epoch applies.
+    elsewhere only the check after each epoch applies. A timer the caller already set keeps running.
     """
     if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
         yield
         return
 
+    outer, _ = signal.getitimer(signal.ITIMER_REAL)     # an enclosing alarm, if any (0 = none)
+    outer_first = 0 < outer < seconds
+    outer_fired = False
+
     def interrupt(signum, frame):
+        nonlocal outer_fired
+        if outer_first and callable(previous):          # the caller's limit came first: its handler
+            outer_fired = True
+            return previous(signum, frame)
         raise MilestoneFailure(_too_slow(seconds))
 
     previous = signal.signal(signal.SIGALRM, interrupt)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    started = time.monotonic()
+    signal.setitimer(signal.ITIMER_REAL, outer if outer_first else seconds)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous if previous is not None else signal.SIG_DFL)
+        if outer and not outer_fired:  # re-arm the caller's alarm with what is left of it
+            signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - started), 1e-3))
 
 
 def _logits(out, n):
@@ -206,13 +209,18 @@ def train_and_evaluate(tinytorch, build_model=None, epochs=1, batch_size=64, lr=
                 loss = tinytorch.train_epoch(model, loss_fn, optimizer, X_train, y_train,
                                              batch_size=batch_size, rng=np.random.default_rng(seed + epoch))
             seconds = time.perf_counter() - t0
+            try:
+                loss = float(_array(loss))
+            except (TypeError, ValueError):
+                raise MilestoneFailure(f"train_epoch should return the epoch's mean loss as a number, "
+                                       f"got {loss!r}.") from None
             accuracy = measure_accuracy(tinytorch, model, X_test, y_test)
             result.train_seconds += seconds
             result.epochs = epoch + 1
-            result.epoch_losses.append(float(_array(loss)))
+            result.epoch_losses.append(loss)
             result.epoch_accuracies.append(accuracy)
             result.accuracy = accuracy
-            log(f"epoch {epoch + 1}/{epochs}: mean training loss {result.epoch_losses[-1]:.4f}, "
+            log(f"epoch {epoch + 1}/{epochs}: mean training loss {loss:.4f}, "
                 f"test accuracy {accuracy:.2%} ({seconds:.1f} s)")
             if time.perf_counter() - started > time_budget_s:
                 raise MilestoneFailure(_too_slow(time_budget_s))
@@ -279,6 +287,7 @@ def test_judge_fails_a_model_that_does_not_learn(reference_tinytorch):
 
 def test_judge_names_the_failing_step(reference_tinytorch):
     import pytest
+
     def unwritten():
         raise NotImplementedError()
     with pytest.raises(AssertionError, match="building the model failed.*NotImplementedError"):
