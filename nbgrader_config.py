@@ -21,5 +21,7 @@ def cell_timeout(cell):
 c.Execute.timeout_func = cell_timeout
 c.Execute.interrupt_on_timeout = True
 
-# source/<assignment>/ holds notebooks only, so autograde copies no instructor file (and no package)
-# over a submission; the student's tinytorch is always exported from their own notebooks.
+# A kernel that crashes (os._exit, segfault, out of memory) still leaves a graded notebook.
+from tito.grading import crash_safe_autograde_preprocessors  # noqa: E402
+
+c.Autograde.autograde_preprocessors = crash_safe_autograde_preprocessors()

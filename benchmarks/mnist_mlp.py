@@ -44,6 +44,7 @@ class NumpyMLP:
     def __init__(self, params):
         self.params = [np.array(p, dtype=np.float32) for p in params]   # W1, b1, W2, b2, W3, b3
         self.velocity = [np.zeros_like(p) for p in self.params]
+        self.steps = 0
 
     def logits(self, x):
         W1, b1, W2, b2, W3, b3 = self.params
@@ -66,7 +67,10 @@ class NumpyMLP:
         grads[2], grads[3] = h1.T @ g, g.sum(axis=0)
         g = (g @ W2.T) * (a1 > 0)
         grads[0], grads[1] = x.T @ g, g.sum(axis=0)
+        self.steps += 1
         for param, v, grad in zip(self.params, self.velocity, grads):
+            if self.steps % 100 == 0:
+                v[np.abs(v) < 1e-30] = 0                 # no subnormal floats, as tinytorch's SGD
             v *= momentum
             v += grad
             param -= np.float32(lr) * v

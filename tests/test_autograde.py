@@ -3,8 +3,9 @@
 - "ada" submits the reference solutions: full marks everywhere, Milestone 1 achieved with her package.
 - "ben" submits the untouched release notebooks: zero everywhere, and nothing crashes.
 - "cy" has one bug, a wrong ReLU gradient: loses exactly the ReLU-gradient tests, and Milestone 1.
-- "dee" has a syntax error in 02, an infinite loop in 04 and a corrupted 05 notebook: the rest is
-  graded, each problem is reported, and her milestone fails with a message naming the syntax error.
+- "dee" has a syntax error in 02, a kernel-crashing relu in 03, an infinite loop in 04 and a
+  corrupted 05 notebook: the rest is graded, each problem is reported, and her milestone fails with a
+  message naming the syntax error.
 """
 import json
 import os
@@ -56,6 +57,7 @@ def submit(root, student, assignment, nb):
 RELU_GRADIENT = ('@gradient("relu")', "> 0", "< 0")
 INFINITE_LOOP = ("class Linear", "    def forward(self, x):\n",
                  "    def forward(self, x):\n        while True:\n            pass\n")
+KERNEL_CRASH = ("def relu(", "    x = as_tensor(x)\n", "    x = as_tensor(x)\n    import os; os._exit(1)\n")
 SYNTAX_ERROR = ("def unbroadcast", "### BEGIN SOLUTION\n", "### BEGIN SOLUTION\n    if grad.ndim >\n")
 
 
@@ -80,6 +82,8 @@ def graded(tmp_path_factory):
             edit_solution(cy, *RELU_GRADIENT)
         if a == "02_autograd":
             edit_solution(dee, *SYNTAX_ERROR)
+        if a == "03_activations":
+            edit_solution(dee, *KERNEL_CRASH)
         if a == "04_layers":
             edit_solution(dee, *INFINITE_LOOP)
         submit(root, "cy", a, cy)
@@ -121,8 +125,10 @@ def test_wrong_relu_gradient_costs_exactly_the_relu_gradient_tests_and_the_miles
 
 def test_bad_submissions_are_reported_and_the_rest_is_graded(graded):
     root, outcomes = graded
-    for a in ["01_tensor", "03_activations"]:
-        assert outcomes[("dee", a)].score == outcomes[("dee", a)].max_score, a
+    assert outcomes[("dee", "01_tensor")].score == outcomes[("dee", "01_tensor")].max_score
+    crashed = outcomes[("dee", "03_activations")]
+    assert crashed.graded and crashed.score < crashed.max_score
+    assert "KernelCrashed" in json.dumps(notebook(root, "autograded/dee", "03_activations").cells)
     assert 0 < outcomes[("dee", "02_autograd")].score < outcomes[("dee", "02_autograd")].max_score
     assert outcomes[("dee", "04_layers")].score < outcomes[("dee", "04_layers")].max_score
     timed_out = json.dumps(notebook(root, "autograded/dee", "04_layers").cells)

@@ -4,8 +4,45 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from nbformat import NotebookNode
+from nbgrader.preprocessors import Execute
+from nbclient.exceptions import DeadKernelError
+
 from tito.export import NotebookError, read_notebook
 from tito.release import nbgrader_api
+
+
+class CrashSafeExecute(Execute):
+    """nbgrader's Execute, but a crashed kernel (os._exit, a segfault, out of memory) still leaves a
+    graded notebook: the cell that crashed it and every code cell after it get an error output, so
+    their tests score zero instead of the whole submission failing to grade (or, worse, unexecuted
+    test cells counting as passed)."""
+
+    def preprocess(self, nb, resources=None, km=None):
+        self._crashed_in = None
+        return super().preprocess(nb, resources, km)
+
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type != "code":
+            return cell, resources
+        if self._crashed_in is None:
+            try:
+                return super().preprocess_cell(cell, resources, index)
+            except DeadKernelError:
+                self._crashed_in = index
+                message = "the kernel crashed while running this cell (os._exit, a segfault, or out of memory)"
+        else:
+            message = f"not run: the kernel crashed in cell {self._crashed_in + 1}"
+        cell.outputs.append(NotebookNode(output_type="error", ename="KernelCrashed", evalue=message,
+                                         traceback=[f"KernelCrashed: {message}"]))
+        return cell, resources
+
+
+def crash_safe_autograde_preprocessors():
+    """nbgrader's default autograde steps with Execute swapped for CrashSafeExecute."""
+    from nbgrader.converters import Autograde
+    default = Autograde.class_traits()["autograde_preprocessors"].default()
+    return [CrashSafeExecute if step is Execute else step for step in default]
 
 
 @dataclass
