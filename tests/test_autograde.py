@@ -88,8 +88,7 @@ def graded(tmp_path_factory):
             edit_solution(dee, *INFINITE_LOOP)
         submit(root, "cy", a, cy)
         submit(root, "dee", a, '{"cells": [{"cell_type": "code", "sour' if a == "05_dense" else dee)
-    outcomes = {(o.student, o.assignment): o for o in autograde(root)}
-    return root, outcomes
+    return root, {(o.student, o.assignment): o for o in autograde(root)}
 
 
 def cell_scores(root, student, assignment):
@@ -145,3 +144,12 @@ def test_release_notebooks_hold_no_solution_code(graded):
     for a in ASSIGNMENTS:
         release = json.dumps(notebook(root, "release", a).cells)
         assert "BEGIN SOLUTION" not in release and "BEGIN HIDDEN TESTS" not in release
+
+
+def test_the_class_summary_shows_milestone_rates_and_the_hardest_tests(graded):
+    from tito.grading import summary
+    root, outcomes = graded
+    text = "\n".join(summary(root, list(outcomes.values())))
+    assert "Milestone 1 (Machines Can See!): 1/4 students (25%)" in text
+    assert "dee              05_dense         NOT GRADED  05_dense.ipynb is not a readable notebook" in text
+    assert "3 × 03_activations/test-relu-grad" in text  # ben (blank), cy (the bug), dee (the crash)

@@ -29,13 +29,9 @@ def cmd_export(args):
 
 
 def _print_report(report):
-    clean = True
-    for module, problems in report.items():
-        say(f"  {'✓' if not problems else '✗'} {module}")
-        for p in problems:
-            say(f"      {p}")
-        clean = clean and not problems
-    return clean
+    from tito.export import describe
+    say("\n".join(describe(report)))
+    return not any(report.values())
 
 
 # ---------------------------------------------------------------- module complete
@@ -217,26 +213,13 @@ def cmd_milestone_demo(args):
 
 # ---------------------------------------------------------------- instructors
 def cmd_grade(args):
-    from tito.grading import autograde, failing_tests
+    from tito.grading import autograde, summary
     root = Path(args.course).resolve()
     if not (root / "nbgrader_config.py").exists() or not (root / "submitted").is_dir():
         say(f"{root} has no nbgrader_config.py or no submitted/ folder: run this from the course root.")
         return 1
     outcomes = autograde(root, args.assignment or None, args.student or None)
-    for o in outcomes:
-        mark = f"{o.score:g}/{o.max_score:g}" if o.graded else "NOT GRADED"
-        say(f"  {o.student:<16} {o.assignment:<16} {mark:>10}  {o.message}")
-    say("\nMilestone completion (curriculum validation):")
-    for m in course.milestones():
-        tried = [o for o in outcomes if o.assignment == m.assignment]
-        if tried:
-            passed = sum(o.graded and o.max_score and o.score == o.max_score for o in tried)
-            say(f"  Milestone {m.number} ({m.name}): {passed}/{len(tried)} students ({passed / len(tried):.0%})")
-    worst = failing_tests(root)[:10]
-    if worst:
-        say("\nTests that fail most often:")
-        for (assignment, grade_id), n in worst:
-            say(f"  {n:>4} × {assignment}/{grade_id}")
+    say("\n".join(summary(root, outcomes)))
     return 0 if all(o.graded for o in outcomes) else 1
 
 

@@ -115,6 +115,15 @@ def write_package(modules, dest):
     return final
 
 
+def describe(report):
+    """The lines that show an export report: a tick or a cross per notebook, then its problems."""
+    lines = []
+    for assignment, problems in report.items():
+        lines.append(f"  {'✓' if not problems else '✗'} {assignment}")
+        lines += [f"      {p}" for p in problems]
+    return lines
+
+
 def export(folder, assignments, dest):
     """Export the given assignments' notebooks found under folder; return (package path, report).
 

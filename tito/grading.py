@@ -104,3 +104,23 @@ def failing_tests(root):
                         if grade.max_score and (grade.score or 0) < grade.max_score:
                             counts[(assignment.name, grade.name)] += 1
     return counts.most_common()
+
+
+def summary(root, outcomes):
+    """What an instructor reads after grading: every submission, milestone rates, hardest tests."""
+    from tito.course import milestones
+    lines = []
+    for o in outcomes:
+        mark = f"{o.score:g}/{o.max_score:g}" if o.graded else "NOT GRADED"
+        lines.append(f"  {o.student:<16} {o.assignment:<16} {mark:>10}  {o.message}")
+    lines.append("\nMilestone completion (curriculum validation):")
+    for m in milestones():
+        tried = [o for o in outcomes if o.assignment == m.assignment]
+        if tried:
+            passed = sum(bool(o.graded and o.max_score and o.score == o.max_score) for o in tried)
+            lines.append(f"  Milestone {m.number} ({m.name}): {passed}/{len(tried)} students ({passed / len(tried):.0%})")
+    worst = failing_tests(root)[:10]
+    if worst:
+        lines.append("\nTests that fail most often:")
+        lines += [f"  {n:>4} × {assignment}/{grade_id}" for (assignment, grade_id), n in worst]
+    return lines

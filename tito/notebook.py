@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from tito.course import MODULES, prerequisites
-from tito.export import export
+from tito.export import describe, export
 
 
 def autograde_root(cwd):
@@ -65,10 +65,7 @@ def prepare(assignment, cwd=None):
         return None
     package, report = build_tinytorch(notebook_folder(assignment, cwd), needed)
     source = "the reference solutions" if autograde_root(cwd) and assignment in MODULES else "your notebooks"
-    print(f"tinytorch built from {source}:")
-    for name in needed:
-        problems = report.get(name, [])
-        print(f"  {'✓' if not problems else '✗'} {name}" + "".join(f"\n      {p}" for p in problems))
+    print(f"tinytorch built from {source}:", *describe(report), sep="\n")
     try:
         return import_tinytorch(package)
     except Exception as err:  # the student's own code failed at import time
