@@ -2,7 +2,6 @@
 import argparse
 import importlib
 import sys
-import tempfile
 from pathlib import Path
 
 from tito import course
@@ -113,8 +112,7 @@ def _student_package(m, workspace):
     if missing:
         raise SystemExit(f"Milestone {m.number} needs your notebooks for {', '.join(missing)} "
                          f"(looked in {workspace}).")
-    tinytorch, report = load_tinytorch(workspace, m.requires,
-                                       dest=tempfile.mkdtemp(prefix="tinytorch-build-"))
+    tinytorch, report = load_tinytorch(workspace, m.requires)
     bad = {k: v for k, v in report.items() if v}
     if bad:
         _print_report(bad)
@@ -122,17 +120,17 @@ def _student_package(m, workspace):
 
 
 def _run_milestone(m, workspace, progress):
+    from tito.datasets import DatasetError
     judge_module = _judge_module(m)
     who = "the reference solutions" if is_reference(workspace) else "your tinytorch"
     say(f"Milestone {m.number}: {m.name} — {m.threshold}, trained with {who}.")
     try:
         tinytorch = _student_package(m, workspace)
         result = judge_module.judge(tinytorch)  # the judge keeps its own time budget
-    except SystemExit:
-        raise
-    except BaseException as err:  # the student's code failed: show it, keep the terminal clean
-        if isinstance(err, KeyboardInterrupt):
-            raise
+    except DatasetError as err:  # nothing to do with the student's code
+        say(f"\n✗ Milestone {m.number} could not run: its dataset is not available.\n  {err}")
+        return 1
+    except Exception as err:  # the student's code failed: show it, keep the terminal clean
         say(f"\n✗ Milestone {m.number} not achieved yet.\n  {type(err).__name__}: {err}")
         return 1
     progress.achieve(m.number, round(float(result.accuracy), 4), round(result.train_seconds, 1))

@@ -6,7 +6,9 @@ Where the code comes from depends on who runs the notebook:
   is graded on its own code only (a bug in 03 costs points in 03, not again in 04 and 05);
 - `nbgrader autograde` of a *milestone*: that student's own submitted notebooks, nothing else.
 """
+import atexit
 import importlib
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -37,8 +39,10 @@ def notebook_folder(assignment, cwd):
 
 def build_tinytorch(folder, assignments, dest=None):
     """Export the assignments' notebooks under folder into dest (a fresh temp folder by default)."""
-    dest = Path(dest) if dest else Path(tempfile.mkdtemp(prefix="tinytorch-build-"))
-    return export(folder, assignments, dest)
+    if dest is None:
+        dest = tempfile.mkdtemp(prefix="tinytorch-build-")
+        atexit.register(shutil.rmtree, dest, ignore_errors=True)  # graders start many kernels
+    return export(folder, assignments, Path(dest))
 
 
 def import_tinytorch(package):
