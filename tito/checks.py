@@ -2,13 +2,14 @@
 import numpy as np
 
 
-def _array(x):
+def to_numpy(x):
+    """The numbers of a Tensor, ndarray or Python number, as an ndarray."""
     return np.asarray(x.data if hasattr(x, "data") and not isinstance(x, np.ndarray) else x)
 
 
 def assert_close(actual, expected, atol=1e-6, rtol=1e-5, msg=""):
     """Assert two tensors/arrays/numbers agree in shape and value, with a readable failure."""
-    a, e = _array(actual), _array(expected)
+    a, e = to_numpy(actual), to_numpy(expected)
     prefix = f"{msg}: " if msg else ""
     assert a.shape == e.shape, f"{prefix}shape {a.shape} != expected {e.shape}"
     if not np.allclose(a, e, atol=atol, rtol=rtol, equal_nan=False):

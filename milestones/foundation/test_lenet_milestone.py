@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from tito.checks import to_numpy
+
 THRESHOLD = 0.85
 CONFIG = yaml.safe_load(Path(__file__).with_name("milestone.yml").read_text())
 
@@ -43,10 +45,6 @@ def mnist():
     """MNIST as float32 (N, 784) in [0, 1] and int64 labels; the loader caches it, read-only."""
     from tito.datasets import load_mnist
     return load_mnist()
-
-
-def _array(x):
-    return np.asarray(x.data if hasattr(x, "data") and not isinstance(x, np.ndarray) else x)
 
 
 @contextmanager
@@ -107,7 +105,7 @@ def _time_limit(seconds):
 
 def _logits(out, n):
     """The model's output as a numpy array, after checking it is (n, 10) and finite."""
-    logits = _array(out)
+    logits = to_numpy(out)
     if logits.shape != (n, 10):
         raise MilestoneFailure(
             f"for a batch of {n} images the model returned shape {logits.shape}; it must return "
@@ -143,7 +141,7 @@ def _check_one_step(tinytorch, build_model, X, y, lr, momentum):
     _logits(out, len(X))
     with _step("the loss (CrossEntropyLoss)"):
         loss = loss_fn(out, y)
-    value = _array(loss)
+    value = to_numpy(loss)
     if value.size != 1 or not np.isfinite(value).all():
         raise MilestoneFailure(f"the loss should be one finite number, got {value!r}.")
     with _step("the backward pass (loss.backward())"):
@@ -153,13 +151,13 @@ def _check_one_step(tinytorch, build_model, X, y, lr, momentum):
         raise MilestoneFailure("after loss.backward() no parameter has a gradient (.grad is None): the "
                                "graph from the parameters to the loss is not being recorded or walked.")
     for i, (p, g) in enumerate(zip(params, grads)):
-        if g is not None and _array(g).shape != _array(p).shape:
-            raise MilestoneFailure(f"parameter {i} has shape {_array(p).shape} but its gradient has shape "
-                                   f"{_array(g).shape} (reduce gradients over broadcast axes).")
-    before = [_array(p).copy() for p in params]
+        if g is not None and to_numpy(g).shape != to_numpy(p).shape:
+            raise MilestoneFailure(f"parameter {i} has shape {to_numpy(p).shape} but its gradient has shape "
+                                   f"{to_numpy(g).shape} (reduce gradients over broadcast axes).")
+    before = [to_numpy(p).copy() for p in params]
     with _step("the optimizer step (optimizer.step())"):
         optimizer.step()
-    if lr > 0 and all(np.array_equal(b, _array(p)) for b, p in zip(before, params)):
+    if lr > 0 and all(np.array_equal(b, to_numpy(p)) for b, p in zip(before, params)):
         raise MilestoneFailure("optimizer.step() changed no parameter: it must update p.data using p.grad.")
 
 
@@ -210,7 +208,7 @@ def train_and_evaluate(tinytorch, build_model=None, epochs=1, batch_size=64, lr=
                                              batch_size=batch_size, rng=np.random.default_rng(seed + epoch))
             seconds = time.perf_counter() - t0
             try:
-                loss = float(_array(loss))
+                loss = float(to_numpy(loss))
             except (TypeError, ValueError):
                 raise MilestoneFailure(f"train_epoch should return the epoch's mean loss as a number, "
                                        f"got {loss!r}.") from None
