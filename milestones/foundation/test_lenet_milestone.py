@@ -74,33 +74,22 @@ def _time_limit(seconds):
     """Interrupt training that runs past the budget, even inside an endless loop.
 
     Uses SIGALRM, which exists on Unix in the main thread (a notebook cell, pytest, the CLI);
-    elsewhere only the check after each epoch applies. A timer the caller already set keeps running.
+    elsewhere only the check after each epoch applies.
     """
     if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
         yield
         return
 
-    outer, _ = signal.getitimer(signal.ITIMER_REAL)     # an enclosing alarm, if any (0 = none)
-    outer_first = 0 < outer < seconds
-    outer_fired = False
-
     def interrupt(signum, frame):
-        nonlocal outer_fired
-        if outer_first and callable(previous):          # the caller's limit came first: its handler
-            outer_fired = True
-            return previous(signum, frame)
         raise MilestoneFailure(_too_slow(seconds))
 
     previous = signal.signal(signal.SIGALRM, interrupt)
-    started = time.monotonic()
-    signal.setitimer(signal.ITIMER_REAL, outer if outer_first else seconds)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous if previous is not None else signal.SIG_DFL)
-        if outer and not outer_fired:  # re-arm the caller's alarm with what is left of it
-            signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - started), 1e-3))
 
 
 def _logits(out, n):
