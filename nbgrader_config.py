@@ -1,27 +1,29 @@
-# nbgrader configuration for the TinyTorch course. Run nbgrader commands from this folder.
+# nbgrader configuration for the TinyTorch course. Run nbgrader commands from this folder; they work
+# without activating the virtual environment (importing tito puts its scripts folder on PATH).
 import os
 
-import tito  # noqa: F401  (gives each grading kernel one BLAS thread; see tito/__init__.py)
+import tito  # noqa: F401  (one BLAS thread per grading kernel; the venv's programs on PATH)
+from tito.course import cell_timeout, keep_out_of_home
+from tito.grading import grading_preprocessors
 
 c = get_config()  # noqa: F821  (provided by nbgrader)
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 c.CourseDirectory.course_id = "tinytorch"
+c.CourseDirectory.root = HERE
 
-# A cell may run for CELL_TIMEOUT seconds; cells tagged "training" (the milestone judges, which
-# train real models) get TRAINING_TIMEOUT. A cell that runs over is interrupted, marked as an
-# error, and grading goes on with the next cell.
-CELL_TIMEOUT = int(os.environ.get("TINYTORCH_CELL_TIMEOUT", "60"))
-TRAINING_TIMEOUT = int(os.environ.get("TINYTORCH_TRAINING_TIMEOUT", "900"))
+# The exchange, where `nbgrader release_assignment` puts assignments for students to fetch and where
+# their submissions wait to be collected. A folder inside the course by default; on a shared server
+# (JupyterHub) point TINYTORCH_EXCHANGE at a folder every student can write to.
+c.Exchange.root = os.environ.get("TINYTORCH_EXCHANGE", os.path.join(HERE, "exchange"))
 
-
-def cell_timeout(cell):
-    return TRAINING_TIMEOUT if "training" in cell.metadata.get("tags", []) else CELL_TIMEOUT
-
-
+# A cell may run for 60 s; cells tagged "training" 900 s (TINYTORCH_CELL_TIMEOUT and
+# TINYTORCH_TRAINING_TIMEOUT change them). `tito module complete` uses the same limits.
 c.Execute.timeout_func = cell_timeout
 c.Execute.interrupt_on_timeout = True
 
-# A kernel that crashes (os._exit, segfault, out of memory) still leaves a graded notebook.
-from tito.grading import crash_safe_autograde_preprocessors  # noqa: E402
+# Kernels start in an empty folder, milestone judges run outside the student's kernel, and a
+# crashed kernel still leaves a graded notebook (see tito/grading.py).
+c.Autograde.autograde_preprocessors = grading_preprocessors()
 
-c.Autograde.autograde_preprocessors = crash_safe_autograde_preprocessors()
+keep_out_of_home(HERE)  # IPython, matplotlib and kernel connection files stay in .tito/

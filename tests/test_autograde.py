@@ -6,6 +6,9 @@
 - "dee" has a syntax error in 02, a kernel-crashing relu in 03, an infinite loop in 04 and a
   corrupted 05 notebook: the rest is graded, each problem is reported, and her milestone fails with a
   message naming the syntax error.
+- "trick-*" students submit honest modules but a model that cannot reach 85% (one hidden unit),
+  plus one trick each to fool the milestone judge from their notebook: all of them score zero.
+The course is a fresh copy with no gradebook: `autograde` registers the assignments itself.
 """
 import json
 import os
@@ -61,17 +64,37 @@ KERNEL_CRASH = ("def relu(", "    x = as_tensor(x)\n", "    x = as_tensor(x)\n  
 SYNTAX_ERROR = ("def unbroadcast", "### BEGIN SOLUTION\n", "### BEGIN SOLUTION\n    if grad.ndim >\n")
 
 
+BAD_MODEL = ("def build_model", "return MLP([784, 256, 128, 10])", "return MLP([784, 1, 10])")
+TRICKS = {  # a cell each, run in the student's kernel after build_model is defined
+    "trick-judge-state": "import milestones.foundation.test_lenet_milestone as j, milestones.judge as core\n"
+                         "j.THRESHOLD = 0.0\nj.CONFIG['threshold'] = 0.0\n"
+                         "core.MilestoneFailure = type('Ignored', (Exception,), {})",
+    "trick-patch-numpy": "import numpy\nnumpy.mean = lambda *args, **kwargs: 1.0\n"
+                         "numpy.ndarray.argmax = None",
+    "trick-swap-module": "import sys, types\nfake = types.ModuleType('milestones.foundation.test_lenet_milestone')\n"
+                         "fake.check = lambda build_model: print('MILESTONE 1 ACHIEVED')\n"
+                         "sys.modules[fake.__name__] = fake",
+    "trick-shadow-file": "print('ships milestones/ beside the notebook')",
+}
+SHADOW = {"milestones/__init__.py": "", "milestones/foundation/__init__.py": "",
+          "milestones/foundation/test_lenet_milestone.py": "def check(build_model):\n    print('passed')\n"}
+
+
+def add_trick(nb, code):
+    """Insert a student's cell right after the build_model cell."""
+    index = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == "build-model")
+    nb.cells.insert(index + 1, nbformat.v4.new_code_cell(code))
+    return nb
+
+
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     from tito.grading import autograde
-    from tito.release import nbgrader_api
     root = tmp_path_factory.mktemp("course")
     shutil.copytree(REPO / "source", root / "source")
     shutil.copy(REPO / "nbgrader_config.py", root)
+    shutil.copytree(REPO / "release", root / "release")
     os.environ["TINYTORCH_CELL_TIMEOUT"] = "10"  # keeps dee's infinite loop short
-    api = nbgrader_api(root)
-    for a in ASSIGNMENTS:
-        assert api.generate_assignment(a, force=True, create=True)["success"]
 
     for a in ASSIGNMENTS:
         submit(root, "ada", a, solved(root, a))
@@ -88,7 +111,17 @@ def graded(tmp_path_factory):
             edit_solution(dee, *INFINITE_LOOP)
         submit(root, "cy", a, cy)
         submit(root, "dee", a, '{"cells": [{"cell_type": "code", "sour' if a == "05_dense" else dee)
-    return root, {(o.student, o.assignment): o for o in autograde(root)}
+        for trickster, code in TRICKS.items():
+            nb = solved(root, a)
+            if a == "milestone_1":
+                add_trick(edit_solution(nb, *BAD_MODEL), code)
+            submit(root, trickster, a, nb)
+    for name, text in SHADOW.items():
+        (root / "submitted" / "trick-shadow-file" / "milestone_1" / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / "submitted" / "trick-shadow-file" / "milestone_1" / name).write_text(text)
+    outcomes = autograde(root, students=["ada", "ben", "cy", "dee"])
+    outcomes += autograde(root, assignments=["milestone_1"], students=list(TRICKS))
+    return root, {(o.student, o.assignment): o for o in outcomes}
 
 
 def cell_scores(root, student, assignment):
@@ -139,6 +172,15 @@ def test_bad_submissions_are_reported_and_the_rest_is_graded(graded):
     assert "SyntaxError in 02_autograd.ipynb" in milestone
 
 
+@pytest.mark.parametrize("trickster", TRICKS)
+def test_a_student_cell_cannot_fool_the_milestone_judge(graded, trickster):
+    root, outcomes = graded
+    o = outcomes[(trickster, "milestone_1")]
+    assert o.graded and o.max_score == 10 and o.score == 0, o
+    judged = json.dumps(notebook(root, f"autograded/{trickster}", "milestone_1").cells)
+    assert "Milestone 1 needs 85%" in judged and "Judged by the grader" in judged
+
+
 def test_release_notebooks_hold_no_solution_code(graded):
     root, _ = graded
     for a in ASSIGNMENTS:
@@ -150,6 +192,6 @@ def test_the_class_summary_shows_milestone_rates_and_the_hardest_tests(graded):
     from tito.grading import summary
     root, outcomes = graded
     text = "\n".join(summary(root, list(outcomes.values())))
-    assert "Milestone 1 (Machines Can See!): 1/4 students (25%)" in text
+    assert "Milestone 1 (Machines Can See!): 1/8 students (12%)" in text
     assert "dee              05_dense         NOT GRADED  05_dense.ipynb is not a readable notebook" in text
     assert "3 × 03_activations/test-relu-grad" in text  # ben (blank), cy (the bug), dee (the crash)

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import nbclient
 
+from tito.course import cell_timeout
 from tito.export import read_notebook
 
 
@@ -21,19 +22,16 @@ def _error_of(cell, timeout):
             if out.get("ename") in ("KeyboardInterrupt", "CellTimeoutError"):
                 return f"ran longer than {timeout} s and was stopped: look for an infinite loop"
             if out.get("ename") == "NotImplementedError":
-                return "not written yet (a function it uses still raises NotImplementedError)"
+                return out.get("evalue") or "not written yet (a function it uses still raises NotImplementedError)"
             return f"{out.get('ename')}: {out.get('evalue')}".strip(" :")
     return ""
 
 
-def run_checks(notebook, timeout=120, training_timeout=900):
-    """Execute the notebook in its own folder; return a CellResult per test cell (and setup errors)."""
+def run_checks(notebook):
+    """Execute the notebook in its own folder, with the grader's time limits; return a CellResult per
+    test cell, and the first error outside the test cells (the setup cell, say)."""
     notebook = Path(notebook)
     nb = read_notebook(notebook)
-
-    def cell_timeout(cell):
-        return training_timeout if "training" in cell.metadata.get("tags", []) else timeout
-
     client = nbclient.NotebookClient(
         nb, timeout_func=cell_timeout, allow_errors=True, interrupt_on_timeout=True,
         kernel_name="python3", resources={"metadata": {"path": str(notebook.parent)}})

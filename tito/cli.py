@@ -1,6 +1,7 @@
 """tito: the course's command line (export, module complete, milestones, release)."""
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -107,31 +108,32 @@ def _judge_module(m):
 
 
 def _student_package(m, workspace):
-    from tito.notebook import load_tinytorch
+    """Export the milestone's modules from the workspace; the package folder (problems printed)."""
+    from tito.notebook import build_tinytorch
     missing = [r for r in m.requires if not notebook_path(workspace, r).exists()]
     if missing:
         raise SystemExit(f"Milestone {m.number} needs your notebooks for {', '.join(missing)} "
                          f"(looked in {workspace}).")
-    tinytorch, report = load_tinytorch(workspace, m.requires)
+    package, report = build_tinytorch(workspace, m.requires)
     bad = {k: v for k, v in report.items() if v}
     if bad:
         _print_report(bad)
-    return tinytorch
+    return package
 
 
 def _run_milestone(m, workspace, progress):
+    from milestones.judge import MilestoneFailure
     from tito.datasets import DatasetError
     judge_module = _judge_module(m)
     who = "the reference solutions" if is_reference(workspace) else "your tinytorch"
-    say(f"Milestone {m.number}: {m.name} — {m.threshold}, trained with {who}.")
+    say(f"Milestone {m.number}: {m.name} — {m.threshold}, trained with {who} in a fresh process.")
     try:
-        tinytorch = _student_package(m, workspace)
-        result = judge_module.judge(tinytorch)  # the judge keeps its own time budget
+        result = judge_module.judge_package(_student_package(m, workspace), who=who, log=say)
     except DatasetError as err:  # nothing to do with the student's code
         say(f"\n✗ Milestone {m.number} could not run: its dataset is not available.\n  {err}")
         return 1
-    except Exception as err:  # the student's code failed: show it, keep the terminal clean
-        say(f"\n✗ Milestone {m.number} not achieved yet.\n  {type(err).__name__}: {err}")
+    except MilestoneFailure as err:  # the student's code failed or fell short: say where and why
+        say(f"\n✗ Milestone {m.number} not achieved yet.\n{err}")
         return 1
     progress.achieve(m.number, round(float(result.accuracy), 4), round(result.train_seconds, 1))
     return 0
@@ -206,7 +208,8 @@ def cmd_milestone_demo(args):
     _judge_module(m)  # tells when the milestone is not in this release
     demo = importlib.import_module(
         f"milestones.{m.folder}.{sorted((course.MILESTONES_DIR / m.folder).glob('demo_*_milestone.py'))[0].stem}")
-    return demo.main(_student_package(m, workspace)) or 0
+    from tito.notebook import import_tinytorch
+    return demo.main(import_tinytorch(_student_package(m, workspace))) or 0
 
 
 # ---------------------------------------------------------------- instructors
@@ -223,7 +226,11 @@ def cmd_grade(args):
 
 def cmd_release(args):
     from tito.release import generate_release
-    return generate_release(course.REPO, course.REPO / "release")
+    root = Path(args.course).resolve()
+    if not (root / "nbgrader_config.py").exists() or not (root / "source").is_dir():
+        say(f"{root} has no nbgrader_config.py or no source/ folder: run this from the course root.")
+        return 1
+    return generate_release(root, root / "release")
 
 
 def build_parser():
@@ -255,11 +262,20 @@ def build_parser():
     grade.add_argument("--student", action="append", help="only this student (repeatable)")
     grade.set_defaults(fn=cmd_grade)
 
-    sub.add_parser("release", help="instructors: regenerate release/ from source/ with nbgrader").set_defaults(
-        fn=cmd_release)
+    release = sub.add_parser("release", help="instructors: regenerate release/ from source/ and register the "
+                                             "assignments in the gradebook")
+    release.add_argument("--course", default=".", help="course root (holds nbgrader_config.py)")
+    release.set_defaults(fn=cmd_release)
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    sys.exit(args.fn(args))
+    course.keep_out_of_home(Path(args.workspace or Path.cwd()).resolve())
+    try:
+        code = args.fn(args)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `tito ... | head` closed the pipe: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
+    sys.exit(code)

@@ -13,6 +13,7 @@ from pathlib import Path
 import nbformat
 
 EXPORT_MARK = "#| export"
+REPLACES = "replaces:"  # `#| export replaces: SGD` lets a later module replace an earlier name on purpose
 TARGET_MARK = "#| default_exp"
 
 
@@ -26,6 +27,9 @@ class ExportedModule:
     target: str                       # e.g. "tensor" -> tinytorch/tensor.py
     code: str
     problems: list = field(default_factory=list)
+    names: list = field(default_factory=list)      # public names, in tinytorch.__all__ order
+    replaces: list = field(default_factory=list)   # earlier modules' names this one replaces on purpose
+    unwritten: list = field(default_factory=list)  # functions whose body still raises NotImplementedError
 
 
 def read_notebook(path):
@@ -49,15 +53,16 @@ def _first_line(source):
 def export_notebook(path, assignment):
     """Collect the exported cells of one notebook into the text of one Python file."""
     nb = read_notebook(path)
-    target, chunks, problems = None, [], []
+    target, chunks, problems, replaces = None, [], [], []
     for number, cell in enumerate(nb.cells, start=1):
         if cell.cell_type != "code":
             continue
         first = _first_line(cell.source)
         if first.startswith(TARGET_MARK):
             target = first[len(TARGET_MARK):].strip()
-        if first != EXPORT_MARK:
+        if first != EXPORT_MARK and not first.startswith(f"{EXPORT_MARK} {REPLACES}"):
             continue
+        replaces += [n.strip() for n in first[len(f"{EXPORT_MARK} {REPLACES}"):].split(",") if n.strip()]
         body = cell.source.lstrip().split("\n", 1)[1] if "\n" in cell.source.strip() else ""
         try:
             ast.parse(body)
@@ -66,15 +71,35 @@ def export_notebook(path, assignment):
             message = f"SyntaxError in {where}: {err.msg}. Fix that cell and export again."
             problems.append(message)
             body = f"raise ImportError({message!r})"
-        chunks.append(f"# --- {Path(path).name}, cell {number} ---\n{body.strip()}\n")
+        # keep leading blank lines so a line number in the package maps back to the same cell line
+        chunks.append(f"# --- {Path(path).name}, cell {number} ---\n{body.rstrip()}\n")
     if target is None:
         raise NotebookError(f"{Path(path).name} has no '{TARGET_MARK} NAME' line, so tito does not know "
                             "which tinytorch file it belongs to. Restore its setup cell.")
     header = (f'"""tinytorch.{target}: exported from {Path(path).name} by `tito export`.\n\n'
               'Generated file: edit the notebook, then export again."""\n')
-    names = _public_names("\n".join(chunks))
-    code = header + "\n".join(chunks) + f"\n__all__ = {names!r}\n"
-    return ExportedModule(assignment, target, code, problems)
+    body = "\n".join(chunks)
+    names = _public_names(body)
+    code = header + body + f"\n__all__ = {names!r}\n"
+    return ExportedModule(assignment, target, code, problems, names, replaces, _unwritten(body))
+
+
+def _unwritten(code):
+    """Functions and methods that still hold nbgrader's stub, a bare `raise NotImplementedError()`, at
+    the top level of their body (an abstract method raises it with a message and is not counted)."""
+    found = []
+    stubs = {"NotImplementedError", "NotImplementedError()"}
+
+    def visit(nodes, prefix):
+        for node in nodes:
+            if isinstance(node, ast.ClassDef):
+                visit(node.body, f"{prefix}{node.name}.")
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                if any(isinstance(s, ast.Raise) and s.exc is not None and ast.unparse(s.exc) in stubs
+                       for s in node.body):
+                    found.append(prefix + node.name)
+    visit(ast.parse(code).body, "")
+    return found
 
 
 def _public_names(code):
@@ -131,7 +156,7 @@ def export(folder, assignments, dest):
     missing or unreadable is reported and left out; the others are still exported.
     """
     from tito.course import notebook_path
-    modules, report = [], {}
+    modules, report, owner = [], {}, {}
     for a in assignments:
         try:
             m = export_notebook(notebook_path(folder, a), a)
@@ -139,5 +164,23 @@ def export(folder, assignments, dest):
             report[a] = [str(err)]
             continue
         modules.append(m)
-        report[a] = m.problems
+        report[a] = m.problems + _name_clashes(m, owner)
+        if m.unwritten:
+            report[a].append(f"not written yet: {', '.join(m.unwritten)} (finish {a}, then export again)")
+        owner.update(dict.fromkeys(m.names, a))
     return write_package(modules, dest), report
+
+
+def _name_clashes(module, owner):
+    """One name, one owner: tinytorch star-imports every module, so a later module that defines an
+    earlier name again would silently shadow it. That is allowed only where the cell says so."""
+    problems = []
+    for name in module.names:
+        if name in owner and name not in module.replaces:
+            problems.append(f"`{name}` is already defined by {owner[name]}; defining it again would hide that "
+                            f"one. Choose another name, or start the cell with `{EXPORT_MARK} {REPLACES} {name}` "
+                            "if it is meant to replace it.")
+    for name in module.replaces:
+        if name not in owner:
+            problems.append(f"`{EXPORT_MARK} {REPLACES} {name}`: no earlier module defines `{name}`.")
+    return problems

@@ -1,5 +1,8 @@
 """Instructor side: autograde every submission and summarise where the class struggles."""
+import os
 import re
+import shutil
+import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,18 +15,49 @@ from tito.export import NotebookError, read_notebook
 from tito.release import nbgrader_api
 
 
-class CrashSafeExecute(Execute):
-    """nbgrader's Execute, but a crashed kernel (os._exit, a segfault, out of memory) still leaves a
-    graded notebook: the cell that crashed it and every code cell after it get an error output, so
-    their tests score zero instead of the whole submission failing to grade (or, worse, unexecuted
-    test cells counting as passed)."""
+class GradingExecute(Execute):
+    """nbgrader's Execute step, made safe for grading TinyTorch.
+
+    - Each notebook's kernel starts in an empty folder, so no file shipped beside a submission can
+      shadow a course module, and it learns from TINYTORCH_NOTEBOOKS where its tinytorch comes
+      from: the reference solutions for a module, the student's own submissions for a milestone
+      (folders read from the nbgrader configuration, not guessed from names).
+    - A milestone's judge cell is not run in the student's kernel, where any earlier cell could
+      have patched the judge: the judge runs here, in the grader's process, on a package exported
+      from the student's submitted notebooks, and its verdict becomes the cell's output.
+    - A crashed kernel (os._exit, a segfault, out of memory) still leaves a graded notebook: the cell
+      that crashed it and every code cell after it get an error output, so their tests score zero
+      instead of the whole submission failing to grade (or unexecuted test cells counting as passed).
+    """
 
     def preprocess(self, nb, resources=None, km=None):
-        self._crashed_in = None
-        return super().preprocess(nb, resources, km)
+        from nbgrader.coursedir import CourseDirectory
+        from tito.course import MODULES, milestones
+        from tito.notebook import NOTEBOOKS_ENV, OWNER_ENV
+        self._crashed_in, self._judge = None, None
+        student, assignment = resources["nbgrader"]["student"], resources["nbgrader"]["assignment"]
+        coursedir = CourseDirectory(config=self.config)
+        submitted = Path(coursedir.format_path(coursedir.submitted_directory, student, assignment)).parent
+        if assignment in MODULES:
+            os.environ[NOTEBOOKS_ENV] = coursedir.format_path(coursedir.source_directory, ".", ".")
+            os.environ[OWNER_ENV] = "the reference solutions (each module is graded on its own code)"
+        else:
+            os.environ[NOTEBOOKS_ENV], os.environ[OWNER_ENV] = str(submitted), f"{student}'s submitted notebooks"
+            self._judge = next((m for m in milestones() if m.assignment == assignment), None)
+            self._submitted = submitted
+        self._cwd = tempfile.mkdtemp(prefix="tinytorch-kernel-")
+        resources.setdefault("metadata", {})["path"] = self._cwd
+        self._nb = nb
+        try:
+            return super().preprocess(nb, resources, km)
+        finally:
+            shutil.rmtree(self._cwd, ignore_errors=True)
 
     def preprocess_cell(self, cell, resources, index):
         if cell.cell_type != "code":
+            return cell, resources
+        if self._judge and cell.metadata.get("nbgrader", {}).get("grade_id") == self._judge_cell()["judge_cell"]:
+            cell.outputs = self._run_judge()
             return cell, resources
         if self._crashed_in is None:
             try:
@@ -33,16 +67,49 @@ class CrashSafeExecute(Execute):
                 message = "the kernel crashed while running this cell (os._exit, a segfault, or out of memory)"
         else:
             message = f"not run: the kernel crashed in cell {self._crashed_in + 1}"
-        cell.outputs.append(NotebookNode(output_type="error", ename="KernelCrashed", evalue=message,
-                                         traceback=[f"KernelCrashed: {message}"]))
+        cell.outputs.append(_error_output("KernelCrashed", message))
         return cell, resources
 
+    def _judge_cell(self):
+        return self._judge_file().CONFIG["notebook"]
 
-def crash_safe_autograde_preprocessors():
-    """nbgrader's default autograde steps with Execute swapped for CrashSafeExecute."""
+    def _judge_file(self):
+        import importlib
+        from tito.course import MILESTONES_DIR
+        test = sorted((MILESTONES_DIR / self._judge.folder).glob("test_*_milestone.py"))[0]
+        return importlib.import_module(f"milestones.{self._judge.folder}.{test.stem}")
+
+    def _run_judge(self):
+        """Judge the submitted notebooks in the grader's process; the outputs the judge cell shows."""
+        from milestones.judge import MilestoneFailure
+        from tito.notebook import build_tinytorch
+        model_id = self._judge_cell()["model_cell"]
+        model = [c.source for c in self._nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == model_id]
+        lines = [f"Judged by the grader in a fresh process, with the modules in {os.environ['TINYTORCH_NOTEBOOKS_OWNER']}"]
+        with tempfile.TemporaryDirectory(prefix="tinytorch-judged-") as build:
+            package, report = build_tinytorch(self._submitted, self._judge.requires, build)
+            problems = [p for found in report.values() for p in found]
+            try:
+                if problems:
+                    raise MilestoneFailure("your modules do not export cleanly:\n  " + "\n  ".join(problems))
+                if not model:
+                    raise MilestoneFailure(f"the notebook has no cell with grade_id {model_id!r} (build_model).")
+                self._judge_file().judge_package(package, model[0], log=lines.append)
+            except MilestoneFailure as err:
+                return [NotebookNode(output_type="stream", name="stdout", text="\n".join(lines) + "\n"),
+                        _error_output("MilestoneFailure", str(err))]
+        return [NotebookNode(output_type="stream", name="stdout", text="\n".join(lines) + "\n")]
+
+
+def _error_output(ename, message):
+    return NotebookNode(output_type="error", ename=ename, evalue=message, traceback=[f"{ename}: {message}"])
+
+
+def grading_preprocessors():
+    """nbgrader's default autograde steps with Execute swapped for GradingExecute."""
     from nbgrader.converters import Autograde
     default = Autograde.class_traits()["autograde_preprocessors"].default()
-    return [CrashSafeExecute if step is Execute else step for step in default]
+    return [GradingExecute if step is Execute else step for step in default]
 
 
 @dataclass
@@ -62,27 +129,35 @@ def _why_it_failed(submission, log):
             read_notebook(nb)
         except NotebookError as err:
             return str(err)
-    errors = re.findall(r"^\s*(\w+(?:Error|Exception)\b.*)$", log, flags=re.M)
-    return errors[-1].strip() if errors else "nbgrader could not autograde it (see its log)"
+    errors = re.findall(r"^\s*(?:\[\w+\] )?(\w*(?:Error|Exception)\b.*|No \w+ .*exists.*)$", log, flags=re.M)
+    return errors[-1].strip() if errors else "nbgrader could not autograde it"
 
 
 def autograde(root, assignments=None, students=None):
-    """Autograde each submitted/<student>/<assignment>; one bad submission never stops the others."""
+    """Autograde each submitted/<student>/<assignment>; one bad submission never stops the others.
+
+    Assignments missing from the gradebook (a fresh clone has none) are registered first, from
+    source/. When nbgrader fails on a submission, its log is kept in logs/autograde/.
+    """
     from nbgrader.api import Gradebook
+    from tito.release import register_assignments
     root = Path(root)
     api = nbgrader_api(root)
-    submitted = root / "submitted"
+    submitted = Path(api.coursedir.format_path(api.coursedir.submitted_directory, ".", ".")).resolve()
+    work = [(student_dir.name, sub) for student_dir in sorted(p for p in submitted.iterdir() if p.is_dir())
+            if not students or student_dir.name in students
+            for sub in sorted(p for p in student_dir.iterdir() if p.is_dir())
+            if not assignments or sub.name in assignments]
+    register_assignments(root, sorted({sub.name for _, sub in work}))
     outcomes = []
-    for student_dir in sorted(p for p in submitted.iterdir() if p.is_dir()):
-        if students and student_dir.name not in students:
-            continue
-        for sub in sorted(p for p in student_dir.iterdir() if p.is_dir()):
-            if assignments and sub.name not in assignments:
-                continue
-            result = api.autograde(sub.name, student_dir.name, force=True, create=True)
-            outcomes.append(Outcome(student_dir.name, sub.name, bool(result["success"])))
-            if not result["success"]:
-                outcomes[-1].message = _why_it_failed(sub, result.get("log") or "")
+    for student, sub in work:
+        result = api.autograde(sub.name, student, force=True, create=True)
+        outcomes.append(Outcome(student, sub.name, bool(result["success"])))
+        if not result["success"]:
+            log = root / "logs" / "autograde" / student / f"{sub.name}.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text(result.get("log") or "")
+            outcomes[-1].message = f"{_why_it_failed(sub, result.get('log') or '')} (nbgrader's log: {log.relative_to(root)})"
     with Gradebook(api.coursedir.db_url) as gb:
         for o in outcomes:
             if o.graded:
@@ -113,12 +188,14 @@ def summary(root, outcomes):
     for o in outcomes:
         mark = f"{o.score:g}/{o.max_score:g}" if o.graded else "NOT GRADED"
         lines.append(f"  {o.student:<16} {o.assignment:<16} {mark:>10}  {o.message}")
-    lines.append("\nMilestone completion (curriculum validation):")
+    rates = []
     for m in milestones():
         tried = [o for o in outcomes if o.assignment == m.assignment]
         if tried:
             passed = sum(bool(o.graded and o.max_score and o.score == o.max_score) for o in tried)
-            lines.append(f"  Milestone {m.number} ({m.name}): {passed}/{len(tried)} students ({passed / len(tried):.0%})")
+            rates.append(f"  Milestone {m.number} ({m.name}): {passed}/{len(tried)} students ({passed / len(tried):.0%})")
+    if rates:
+        lines += ["\nMilestone completion (curriculum validation):", *rates]
     worst = failing_tests(root)[:10]
     if worst:
         lines.append("\nTests that fail most often:")

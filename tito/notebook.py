@@ -2,39 +2,31 @@
 
 Where the code comes from depends on who runs the notebook:
 - a student (or an instructor in source/): the sibling notebooks ../NN_name/NN_name.ipynb;
-- `nbgrader autograde` of a *module*: the reference solutions for earlier modules, so each module
-  is graded on its own code only (a bug in 03 costs points in 03, not again in 04 and 05);
-- `nbgrader autograde` of a *milestone*: that student's own submitted notebooks, nothing else.
+- `nbgrader autograde`: the grader names the folder (tito.grading.GradingExecute sets
+  TINYTORCH_NOTEBOOKS for each notebook it runs): the reference solutions when it grades a *module*,
+  so each module is graded on its own code only (a bug in 03 costs points in 03, not again in 04
+  and 05); that student's own submitted notebooks when it grades a *milestone*.
 """
 import atexit
 import importlib
+import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-from tito.course import MODULES, prerequisites
+from tito.course import prerequisites
+from tito.errors import name_unwritten
 from tito.export import describe, export
 
-
-def autograde_root(cwd):
-    """The course root when cwd is <root>/autograded/<student>/<assignment>, else None."""
-    cwd = Path(cwd).resolve()
-    root = cwd.parent.parent.parent
-    if cwd.parent.parent.name == "autograded" and (root / "source").is_dir():
-        return root
-    return None
+NOTEBOOKS_ENV, OWNER_ENV = "TINYTORCH_NOTEBOOKS", "TINYTORCH_NOTEBOOKS_OWNER"
 
 
-def notebook_folder(assignment, cwd):
-    """The folder whose NN_name/NN_name.ipynb notebooks feed the package for this notebook."""
-    cwd = Path(cwd).resolve()
-    root = autograde_root(cwd)
-    if root is None:
-        return cwd.parent
-    if assignment in MODULES:
-        return root / "source"
-    return root / "submitted" / cwd.parent.name
+def notebook_folder(cwd):
+    """The folder whose NN_name/NN_name.ipynb notebooks feed the package, and whose they are."""
+    if os.environ.get("NBGRADER_EXECUTION") == "autograde" and os.environ.get(NOTEBOOKS_ENV):
+        return Path(os.environ[NOTEBOOKS_ENV]), os.environ.get(OWNER_ENV, "the grader's notebooks")
+    return Path(cwd).resolve().parent, "your notebooks"
 
 
 def build_tinytorch(folder, assignments, dest=None):
@@ -60,18 +52,32 @@ def load_tinytorch(folder, assignments, dest=None):
     return import_tinytorch(package), report
 
 
+def _name_unwritten_functions():
+    """In IPython, an empty NotImplementedError gets the name of the function that is not written yet."""
+    try:
+        ip = get_ipython()  # noqa: F821  (defined inside IPython only)
+    except NameError:
+        return
+
+    def show(shell, etype, value, tb, tb_offset=None):
+        shell.showtraceback((etype, name_unwritten(value), tb), tb_offset=tb_offset)
+    ip.set_custom_exc((NotImplementedError,), show)
+
+
 def prepare(assignment, cwd=None):
     """Make `import tinytorch` give the package built from the notebooks this one builds on."""
-    cwd = Path(cwd) if cwd else Path.cwd()
+    _name_unwritten_functions()
     needed = prerequisites(assignment)
     if not needed:
         print(f"{assignment} starts from scratch: no earlier modules needed.")
-        return None
-    package, report = build_tinytorch(notebook_folder(assignment, cwd), needed)
-    source = "the reference solutions" if autograde_root(cwd) and assignment in MODULES else "your notebooks"
-    print(f"tinytorch built from {source}:", *describe(report), sep="\n")
+        return
+    folder, owner = notebook_folder(cwd or Path.cwd())
+    package, report = build_tinytorch(folder, needed)
+    print(f"tinytorch built from {owner}:", *describe(report), sep="\n")
+    if any(report.values()):
+        print("Go back to the modules marked ✗ and finish them: this notebook uses their code.")
     try:
-        return import_tinytorch(package)
+        import_tinytorch(package)
     except Exception as err:  # the student's own code failed at import time
         print(f"\nYour tinytorch could not be imported: {type(err).__name__}: {err}\n"
               "Fix the module named above, then run this cell again.")

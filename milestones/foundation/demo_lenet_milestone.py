@@ -11,7 +11,7 @@ import shutil
 
 import numpy as np
 
-from milestones.foundation.test_lenet_milestone import mnist, predict, train_and_evaluate
+from milestones.foundation.test_lenet_milestone import CONFIG, mnist, predict, train
 
 SHADES = " .:-=+*#%@"   # dark to bright; one character per pixel pair
 
@@ -65,15 +65,16 @@ def main(tinytorch=None, epochs=1, model=None, samples=8, seed=None):
     """Train with the judge's recipe (or show an already trained model), then show what it sees."""
     if tinytorch is None:
         import tinytorch  # your exported package
-    _, (X_test, y_test) = mnist()
+    (X_train, y_train), (X_test, y_test) = mnist()
     if model is None:
         print(f"Training MLP 784-256-128-10 with your tinytorch for {epochs} epoch(s) on 60,000 digits...")
-        result = train_and_evaluate(tinytorch, epochs=epochs)
-        model = result.model
-        print(f"Done in {result.train_seconds:.1f} s: {result.accuracy:.2%} of the test digits right.")
+        model, report = train(tinytorch, lambda: tinytorch.MLP([784, 256, 128, 10]), X_train, y_train,
+                              {**CONFIG["judge"], "epochs": epochs})
+        print(f"Done in {report['train_seconds']:.1f} s.")
 
     probs = softmax(predict(tinytorch, model, X_test).astype(np.float64))
     guesses = probs.argmax(axis=1)
+    print(f"{np.mean(guesses == y_test):.2%} of the 10,000 test digits right.")
     rng = np.random.default_rng(seed)
     picks = rng.choice(len(X_test), size=samples, replace=False)
     wrong = np.flatnonzero(guesses != y_test)

@@ -1,0 +1,62 @@
+"""Realistic wrong versions of the reference solutions must lose points, and only where they live.
+
+Each file in wrong_variants/ is named after a module and lists bugs a student could plausibly write:
+    - name: relu-mask-flipped          # what the bug is
+      cell: relu                       # grade_id of the solution cell to edit
+      old: "x.data > 0"                # text in that cell (must occur exactly once) ...
+      new: "x.data < 0"                # ... and what the student wrote instead
+      fails: [test-relu, test-relu-grad]   # exactly the test cells that must fail
+The module notebook from source/ (hidden tests included) runs with the reference solutions of the
+earlier modules beside it, as `tito module complete` and the grader run it.
+"""
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from tito.course import notebook_path, prerequisites
+
+REPO = Path(__file__).resolve().parent.parent
+VARIANTS = Path(__file__).resolve().parent / "wrong_variants"
+
+
+def variants():
+    for path in sorted(VARIANTS.glob("*.yml")):
+        for variant in yaml.safe_load(path.read_text()):
+            yield pytest.param(path.stem, variant, id=f"{path.stem}:{variant['name']}")
+
+
+def apply_variant(nb, variant):
+    cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == variant["cell"]]
+    assert len(cells) == 1, f"no solution cell with grade_id {variant['cell']!r}"
+    cell = cells[0]
+    assert cell.metadata["nbgrader"].get("solution"), f"{variant['cell']} is not a solution cell"
+    assert cell.source.count(variant["old"]) == 1, f"{variant['old']!r} must occur once in {variant['cell']}"
+    cell.source = cell.source.replace(variant["old"], variant["new"])
+
+
+def test_every_module_with_notebooks_has_at_least_three_variants():
+    modules = [p.name for p in (REPO / "source").iterdir() if p.name[:2].isdigit()]
+    counts = {m: len(yaml.safe_load((VARIANTS / f"{m}.yml").read_text())) if (VARIANTS / f"{m}.yml").exists() else 0
+              for m in modules}
+    assert all(n >= 3 for n in counts.values()), counts
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module,variant", list(variants()))
+def test_wrong_variant_loses_exactly_the_points_of_the_tests_that_cover_it(module, variant, tmp_path):
+    from tito.checking import run_checks
+    for m in [*prerequisites(module), module]:
+        shutil.copytree(REPO / "source" / m, tmp_path / m)
+    path = notebook_path(tmp_path, module)
+    nb = nbformat.read(str(path), as_version=4)
+    apply_variant(nb, variant)
+    nbformat.write(nb, str(path))
+
+    results, _ = run_checks(path)
+    failed = sorted(r.grade_id for r in results if not r.passed)
+    assert failed == sorted(variant["fails"]), (
+        f"{variant['name']}: expected exactly {sorted(variant['fails'])} to fail, got {failed}\n"
+        + "\n".join(f"  {r.grade_id}: {r.error}" for r in results if not r.passed))
