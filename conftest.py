@@ -1,4 +1,5 @@
 """Shared pytest set-up: keep Jupyter out of ~, find the data, and build the reference tinytorch once."""
+
 import os
 import tempfile
 from pathlib import Path
@@ -24,6 +25,7 @@ def pytest_report_header(config):
 def reference_tinytorch(tmp_path_factory):
     """The reference package, exported from source/ by the same exporter students use."""
     from tito.notebook import load_tinytorch
+
     tinytorch, report = load_tinytorch(REPO / "source", FOUNDATION, tmp_path_factory.mktemp("reference"))
     assert not any(report.values()), report
     return tinytorch

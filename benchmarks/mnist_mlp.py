@@ -16,6 +16,7 @@ per-epoch cosine learning-rate decay. Their accuracies therefore track each othe
 rounding makes the two runs drift apart a little); the time is what differs. The two run interleaved, epoch by epoch, so a busy machine slows both alike.
 Targets: >= 98% test accuracy in < 30 s of training, and tinytorch epochs <= 1.5x numpy's.
 """
+
 import argparse
 import math
 import os
@@ -42,7 +43,7 @@ class NumpyMLP:
     """The baseline: forward, backward and SGD-momentum for the same MLP, by hand."""
 
     def __init__(self, params):
-        self.params = [np.array(p, dtype=np.float32) for p in params]   # W1, b1, W2, b2, W3, b3
+        self.params = [np.array(p, dtype=np.float32) for p in params]  # W1, b1, W2, b2, W3, b3
         self.velocity = [np.zeros_like(p) for p in self.params]
         self.steps = 0
 
@@ -59,7 +60,7 @@ class NumpyMLP:
         z = h2 @ W3 + b3
         p = np.exp(z - z.max(axis=1, keepdims=True))
         p /= p.sum(axis=1, keepdims=True)
-        p[np.arange(len(y)), y] -= 1                      # d(mean cross-entropy)/dz = (softmax - onehot) / N
+        p[np.arange(len(y)), y] -= 1  # d(mean cross-entropy)/dz = (softmax - onehot) / N
         g = p / np.float32(len(y))
         grads = [None] * 6
         grads[4], grads[5] = h2.T @ g, g.sum(axis=0)
@@ -70,7 +71,7 @@ class NumpyMLP:
         self.steps += 1
         for param, v, grad in zip(self.params, self.velocity, grads):
             if self.steps % 100 == 0:
-                v[np.abs(v) < 1e-30] = 0                 # no subnormal floats, as tinytorch's SGD
+                v[np.abs(v) < 1e-30] = 0  # no subnormal floats, as tinytorch's SGD
             v *= momentum
             v += grad
             param -= np.float32(lr) * v
@@ -91,8 +92,7 @@ def main():
     ap.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
     args = ap.parse_args()
 
-    tt, report = load_tinytorch(REPO / "source", milestone(1).requires,
-                                tempfile.mkdtemp(prefix="tinytorch-bench-"))
+    tt, report = load_tinytorch(REPO / "source", milestone(1).requires, tempfile.mkdtemp(prefix="tinytorch-bench-"))
     problems = {name: p for name, p in report.items() if p}
     if problems:
         sys.exit(f"could not export the reference tinytorch: {problems}")
@@ -100,27 +100,40 @@ def main():
 
     np.random.seed(args.seed)
     model = tt.MLP(SIZES)
-    baseline = NumpyMLP([p.data for p in model.parameters()])   # identical starting point
+    baseline = NumpyMLP([p.data for p in model.parameters()])  # identical starting point
     assert [p.shape for p in baseline.params] == [(784, 256), (256,), (256, 128), (128,), (128, 10), (10,)]
     loss_fn = tt.CrossEntropyLoss()
     optimizer = tt.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
 
-    print(f"MLP {'-'.join(map(str, SIZES))}, batch {args.batch_size}, SGD momentum {args.momentum}, "
-          f"lr {args.lr} with cosine decay over {args.epochs} epochs, float32, "
-          f"{os.environ['OPENBLAS_NUM_THREADS']} BLAS thread(s)")
+    print(
+        f"MLP {'-'.join(map(str, SIZES))}, batch {args.batch_size}, SGD momentum {args.momentum}, "
+        f"lr {args.lr} with cosine decay over {args.epochs} epochs, float32, "
+        f"{os.environ['OPENBLAS_NUM_THREADS']} BLAS thread(s)"
+    )
     print(f"{'epoch':>5} {'lr':>7} | {'tinytorch s':>11} {'acc':>7} | {'numpy s':>8} {'acc':>7} | {'ratio':>5}")
     rows, totals, reached = [], {"tt": 0.0, "np": 0.0}, {"tt": None, "np": None}
     for epoch in range(args.epochs):
         lr = cosine_lr(args.lr, epoch, args.epochs)
         optimizer.lr = lr
         # the batches train_epoch will draw, as index arrays (same rng seed -> same order)
-        batches = [b for b, _ in tt.iterate_minibatches(np.arange(len(X)), np.arange(len(X)), args.batch_size,
-                                                        rng=np.random.default_rng(args.seed + epoch))]
+        batches = [
+            b
+            for b, _ in tt.iterate_minibatches(
+                np.arange(len(X)), np.arange(len(X)), args.batch_size, rng=np.random.default_rng(args.seed + epoch)
+            )
+        ]
 
         def run_tinytorch():
             t0 = time.perf_counter()
-            tt.train_epoch(model, loss_fn, optimizer, X, y, batch_size=args.batch_size,
-                           rng=np.random.default_rng(args.seed + epoch))
+            tt.train_epoch(
+                model,
+                loss_fn,
+                optimizer,
+                X,
+                y,
+                batch_size=args.batch_size,
+                rng=np.random.default_rng(args.seed + epoch),
+            )
             return time.perf_counter() - t0
 
         def run_numpy():
@@ -142,21 +155,28 @@ def main():
             if reached[key] is None and acc >= 0.98:
                 reached[key] = (totals[key], epoch + 1)
         rows.append(s_tt / s_np)
-        print(f"{epoch + 1:>5} {lr:>7.4f} | {s_tt:>11.2f} {acc_tt:>7.2%} | {s_np:>8.2f} {acc_np:>7.2%} | "
-              f"{s_tt / s_np:>4.2f}x")
+        print(
+            f"{epoch + 1:>5} {lr:>7.4f} | {s_tt:>11.2f} {acc_tt:>7.2%} | {s_np:>8.2f} {acc_np:>7.2%} | "
+            f"{s_tt / s_np:>4.2f}x"
+        )
 
     ratio = float(np.median(rows))
-    print(f"{'total':>13} | {totals['tt']:>11.2f} {'':>7} | {totals['np']:>8.2f} {'':>7} | "
-          f"{totals['tt'] / totals['np']:>4.2f}x")
+    print(
+        f"{'total':>13} | {totals['tt']:>11.2f} {'':>7} | {totals['np']:>8.2f} {'':>7} | "
+        f"{totals['tt'] / totals['np']:>4.2f}x"
+    )
 
     def when(key):
         return "not reached" if reached[key] is None else f"{reached[key][0]:.1f} s (epoch {reached[key][1]})"
+
     print(f"time to 98%: tinytorch {when('tt')}, numpy {when('np')}")
     print(f"tinytorch / numpy seconds per epoch: {ratio:.2f}x (median over epochs)")
     ok_fast = reached["tt"] is not None and reached["tt"][0] < 30
     ok_ratio = ratio <= 1.5
-    print(f"targets: 98% in < 30 s {'met' if ok_fast else 'MISSED'}; epoch time <= 1.5x numpy "
-          f"{'met' if ok_ratio else 'MISSED'}")
+    print(
+        f"targets: 98% in < 30 s {'met' if ok_fast else 'MISSED'}; epoch time <= 1.5x numpy "
+        f"{'met' if ok_ratio else 'MISSED'}"
+    )
     if args.check and not (ok_fast and ok_ratio):
         sys.exit(1)
 

@@ -17,6 +17,7 @@ A milestone's own file (e.g. foundation/test_lenet_milestone.py) supplies what i
     score(outputs, answers) -> float         the grader's own count
     failure_hint(accuracy) -> str            what to look at when the threshold is missed
 """
+
 import importlib
 import json
 import os
@@ -43,8 +44,8 @@ class MilestoneFailure(AssertionError):
 
 @dataclass
 class Result:
-    accuracy: float                 # counted by the grader
-    train_seconds: float            # reported by the student process (for the banner only)
+    accuracy: float  # counted by the grader
+    train_seconds: float  # reported by the student process (for the banner only)
     epochs: int = 0
     log: list = field(default_factory=list)
 
@@ -94,8 +95,9 @@ def _student_main(work):
             raise MilestoneFailure("the build_model cell must define a function build_model().")
         milestone = importlib.import_module(job["milestone"])
         inputs = {p.stem: np.load(p, mmap_mode="r") for p in sorted((work / "inputs").glob("*.npy"))}
-        outputs, report = milestone.train_and_predict(tinytorch, build_model, inputs, job["recipe"],
-                                                      log=lambda text: print(text, flush=True))
+        outputs, report = milestone.train_and_predict(
+            tinytorch, build_model, inputs, job["recipe"], log=lambda text: print(text, flush=True)
+        )
         np.savez(work / "outputs.npz", **outputs)
         (work / "report.json").write_text(json.dumps(report))
     except Exception as err:  # everything the student's code raised, told in their terms
@@ -106,9 +108,11 @@ def _student_main(work):
 
 # ------------------------------------------------------------------------------ grader side
 def _too_slow(seconds):
-    return (f"training took longer than {seconds:g} s, the time budget of this milestone, and was stopped. "
-            "Look for slow or infinite loops in your modules (Python loops over samples or elements "
-            "where one numpy operation on the whole batch would do).")
+    return (
+        f"training took longer than {seconds:g} s, the time budget of this milestone, and was stopped. "
+        "Look for slow or infinite loops in your modules (Python loops over samples or elements "
+        "where one numpy operation on the whole batch would do)."
+    )
 
 
 def _stream(pipe, log, lines):
@@ -125,14 +129,27 @@ def run_student_process(milestone, package, model_source, recipe, inputs, log=pr
         (work / "inputs").mkdir()
         for name, array in inputs.items():
             np.save(work / "inputs" / f"{name}.npy", array)
-        (work / "job.json").write_text(json.dumps({
-            "milestone": milestone.__name__, "package_parent": str(Path(package).resolve().parent),
-            "model_source": model_source, "recipe": recipe}))
+        (work / "job.json").write_text(
+            json.dumps(
+                {
+                    "milestone": milestone.__name__,
+                    "package_parent": str(Path(package).resolve().parent),
+                    "model_source": model_source,
+                    "recipe": recipe,
+                }
+            )
+        )
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TINYTORCH_DATA", "PYTHON"))}
         # -I: neither the current folder nor PYTHONPATH nor user site-packages come on the import path
-        proc = subprocess.Popen([sys.executable, "-I", "-m", "milestones.judge", str(work)], cwd=work, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-I", "-m", "milestones.judge", str(work)],
+            cwd=work,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
         lines = []
         reader = threading.Thread(target=_stream, args=(proc.stdout, log, lines), daemon=True)
         reader.start()
@@ -149,8 +166,10 @@ def run_student_process(milestone, package, model_source, recipe, inputs, log=pr
             if failure.exists():
                 raise MilestoneFailure(failure.read_text())
             tail = "\n".join(lines[-15:])
-            raise MilestoneFailure(f"the training process stopped with exit code {code} "
-                                   f"(killed, out of memory, or os._exit in your code). Its last output:\n{tail}")
+            raise MilestoneFailure(
+                f"the training process stopped with exit code {code} "
+                f"(killed, out of memory, or os._exit in your code). Its last output:\n{tail}"
+            )
         with np.load(work / "outputs.npz") as outputs:
             outputs = {k: outputs[k] for k in outputs.files}
         return outputs, json.loads((work / "report.json").read_text())
@@ -167,11 +186,13 @@ def judge(milestone, package, model_source=None, log=print, who="your tinytorch"
     recipe = {**config["judge"], **recipe_changes}
     inputs, answers = milestone.judge_inputs()
     started = time.perf_counter()
-    outputs, report = run_student_process(milestone, package, model_source or config["model"]["default_source"],
-                                          recipe, inputs, log)
+    outputs, report = run_student_process(
+        milestone, package, model_source or config["model"]["default_source"], recipe, inputs, log
+    )
     accuracy = milestone.score(outputs, answers)
-    result = Result(accuracy, float(report.get("train_seconds", time.perf_counter() - started)),
-                    int(report.get("epochs", 0)))
+    result = Result(
+        accuracy, float(report.get("train_seconds", time.perf_counter() - started)), int(report.get("epochs", 0))
+    )
     if accuracy < config["threshold"]:
         raise MilestoneFailure(milestone.failure_hint(accuracy))
     log(banner(config, result, who))
@@ -181,12 +202,19 @@ def judge(milestone, package, model_source=None, log=print, who="your tinytorch"
 def banner(config, result, who):
     """The achievement message: what was reached, and what did the work."""
     from tito.course import milestone as course_milestone
+
     m = course_milestone(config["number"])
     line = "=" * 72
-    rows = [line, f"  MILESTONE {m.number} ACHIEVED: {m.name}", f"  {m.era}", f'  "{m.victory}"', "",
-            f"  {config['banner']['measure']}  {result.accuracy:.2%} (needed {config['threshold']:.0%})",
-            f"  training time  {result.train_seconds:.1f} s for {result.epochs} epoch"
-            f"{'s' if result.epochs != 1 else ''}", ""]
+    rows = [
+        line,
+        f"  MILESTONE {m.number} ACHIEVED: {m.name}",
+        f"  {m.era}",
+        f'  "{m.victory}"',
+        "",
+        f"  {config['banner']['measure']}  {result.accuracy:.2%} (needed {config['threshold']:.0%})",
+        f"  training time  {result.train_seconds:.1f} s for {result.epochs} epoch{'s' if result.epochs != 1 else ''}",
+        "",
+    ]
     if who == "your tinytorch":
         rows.append(f"  Your {len(m.requires)} modules did all of it:")
         rows += [f"    {e['module']:<16} {e['contributes']}" for e in config["modules"]]

@@ -10,6 +10,7 @@
   plus one trick each to fool the milestone judge from their notebook: all of them score zero.
 The course is a fresh copy with no gradebook: `autograde` registers the assignments itself.
 """
+
 import json
 import os
 import shutil
@@ -30,8 +31,11 @@ def notebook(root, step, assignment):
 
 def solved(root, assignment):
     """The release notebook with every solution cell filled in from source/ (a perfect student)."""
-    answers = {c.metadata["nbgrader"]["grade_id"]: c.source
-               for c in notebook(root, "source", assignment).cells if c.metadata.get("nbgrader", {}).get("solution")}
+    answers = {
+        c.metadata["nbgrader"]["grade_id"]: c.source
+        for c in notebook(root, "source", assignment).cells
+        if c.metadata.get("nbgrader", {}).get("solution")
+    }
     nb = notebook(root, "release", assignment)
     for cell in nb.cells:
         if cell.metadata.get("nbgrader", {}).get("solution"):
@@ -58,8 +62,11 @@ def submit(root, student, assignment, nb):
 
 
 RELU_GRADIENT = ('@gradient("relu")', "> 0", "< 0")
-INFINITE_LOOP = ("class Linear", "    def forward(self, x):\n",
-                 "    def forward(self, x):\n        while True:\n            pass\n")
+INFINITE_LOOP = (
+    "class Linear",
+    "    def forward(self, x):\n",
+    "    def forward(self, x):\n        while True:\n            pass\n",
+)
 KERNEL_CRASH = ("def relu(", "    x = as_tensor(x)\n", "    x = as_tensor(x)\n    import os; os._exit(1)\n")
 SYNTAX_ERROR = ("def unbroadcast", "### BEGIN SOLUTION\n", "### BEGIN SOLUTION\n    if grad.ndim >\n")
 
@@ -67,17 +74,19 @@ SYNTAX_ERROR = ("def unbroadcast", "### BEGIN SOLUTION\n", "### BEGIN SOLUTION\n
 BAD_MODEL = ("def build_model", "return MLP([784, 256, 128, 10])", "return MLP([784, 1, 10])")
 TRICKS = {  # a cell each, run in the student's kernel after build_model is defined
     "trick-judge-state": "import milestones.foundation.test_lenet_milestone as j, milestones.judge as core\n"
-                         "j.THRESHOLD = 0.0\nj.CONFIG['threshold'] = 0.0\n"
-                         "core.MilestoneFailure = type('Ignored', (Exception,), {})",
-    "trick-patch-numpy": "import numpy\nnumpy.mean = lambda *args, **kwargs: 1.0\n"
-                         "numpy.ndarray.argmax = None",
+    "j.THRESHOLD = 0.0\nj.CONFIG['threshold'] = 0.0\n"
+    "core.MilestoneFailure = type('Ignored', (Exception,), {})",
+    "trick-patch-numpy": "import numpy\nnumpy.mean = lambda *args, **kwargs: 1.0\nnumpy.ndarray.argmax = None",
     "trick-swap-module": "import sys, types\nfake = types.ModuleType('milestones.foundation.test_lenet_milestone')\n"
-                         "fake.check = lambda build_model: print('MILESTONE 1 ACHIEVED')\n"
-                         "sys.modules[fake.__name__] = fake",
+    "fake.check = lambda build_model: print('MILESTONE 1 ACHIEVED')\n"
+    "sys.modules[fake.__name__] = fake",
     "trick-shadow-file": "print('ships milestones/ beside the notebook')",
 }
-SHADOW = {"milestones/__init__.py": "", "milestones/foundation/__init__.py": "",
-          "milestones/foundation/test_lenet_milestone.py": "def check(build_model):\n    print('passed')\n"}
+SHADOW = {
+    "milestones/__init__.py": "",
+    "milestones/foundation/__init__.py": "",
+    "milestones/foundation/test_lenet_milestone.py": "def check(build_model):\n    print('passed')\n",
+}
 
 
 def add_trick(nb, code):
@@ -90,6 +99,7 @@ def add_trick(nb, code):
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     from tito.grading import autograde
+
     root = tmp_path_factory.mktemp("course")
     shutil.copytree(REPO / "source", root / "source")
     shutil.copy(REPO / "nbgrader_config.py", root)
@@ -126,7 +136,9 @@ def graded(tmp_path_factory):
 
 def cell_scores(root, student, assignment):
     from nbgrader.api import Gradebook
+
     from tito.release import nbgrader_api
+
     with Gradebook(nbgrader_api(root).coursedir.db_url) as gb:
         nb = gb.find_submission_notebook(assignment, assignment, student)
         return {g.name: (g.score, g.max_score) for g in nb.grades}
@@ -190,6 +202,7 @@ def test_release_notebooks_hold_no_solution_code(graded):
 
 def test_the_class_summary_shows_milestone_rates_and_the_hardest_tests(graded):
     from tito.grading import summary
+
     root, outcomes = graded
     text = "\n".join(summary(root, list(outcomes.values())))
     assert "Milestone 1 (Machines Can See!): 1/8 students (12%)" in text

@@ -1,4 +1,5 @@
 """The gradient checker the notebooks' tests rely on must catch a wrong gradient."""
+
 import numpy as np
 import pytest
 
@@ -9,8 +10,9 @@ from tito.checks import assert_close, gradcheck
 def cube_op(reference_tinytorch):
     """A private op x**3 whose gradient rule each test sets."""
     from tinytorch.autograd import GRADIENTS
+
     Tensor = reference_tinytorch.Tensor
-    yield GRADIENTS, (lambda x: Tensor._make(x.data ** 3, (x,), "test_cube"))
+    yield GRADIENTS, (lambda x: Tensor._make(x.data**3, (x,), "test_cube"))
     GRADIENTS.pop("test_cube", None)
 
 

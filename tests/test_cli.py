@@ -1,4 +1,5 @@
 """tito as a student uses it: complete modules, unlock and achieve Milestone 1, see progress."""
+
 import json
 import shutil
 import subprocess
@@ -12,8 +13,12 @@ FOUNDATION = ["01_tensor", "02_autograd", "03_activations", "04_layers", "05_den
 
 
 def tito(workspace, *args):
-    proc = subprocess.run([sys.executable, "-m", "tito", "--workspace", str(workspace), *args],
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tito", "--workspace", str(workspace), *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     return proc.returncode, proc.stdout + proc.stderr
 
 
@@ -22,8 +27,7 @@ def finished_student(tmp_path):
     """A workspace whose notebooks hold working solutions, with 01–04 already completed."""
     for name in FOUNDATION + ["milestone_1"]:
         shutil.copytree(REPO / "source" / name, tmp_path / name)
-    progress = {"modules": {m: {"completed": "earlier", "checks": "ok"} for m in FOUNDATION[:4]},
-                "milestones": {}}
+    progress = {"modules": {m: {"completed": "earlier", "checks": "ok"} for m in FOUNDATION[:4]}, "milestones": {}}
     (tmp_path / ".tito").mkdir()
     (tmp_path / ".tito" / "progress.json").write_text(json.dumps(progress))
     return tmp_path

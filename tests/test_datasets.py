@@ -1,4 +1,5 @@
 """Tests for tito.datasets: real MNIST from $TINYTORCH_DATA, plus broken, missing and downloaded files."""
+
 import gzip
 import hashlib
 import io
@@ -30,8 +31,10 @@ def real_dir():
 @pytest.fixture
 def offline(monkeypatch, tmp_path):
     """No $TINYTORCH_DATA, an empty cache in tmp_path, and a network that refuses every request."""
+
     def refuse(url, *args, **kwargs):
         raise urllib.error.URLError("no network in tests")
+
     monkeypatch.delenv("TINYTORCH_DATA", raising=False)
     monkeypatch.setenv("TINYTORCH_CACHE", str(tmp_path))
     monkeypatch.setattr(urllib.request, "urlopen", refuse)
@@ -71,10 +74,16 @@ def _flip_last_label(raw):
 BROKEN = {  # case -> (file to break, its new bytes given the real file, expected words in the error)
     "truncated gzip": ("train-labels-idx1-ubyte.gz", lambda p: p.read_bytes()[:-100], "not a readable gzip"),
     "not gzip": ("train-images-idx3-ubyte.gz", lambda p: b"<html>404</html>", "not a readable gzip"),
-    "wrong magic": ("t10k-labels-idx1-ubyte.gz",
-                    lambda p: _regzip(p, lambda r: b"\0\0\x08\x03" + r[4:]), "magic number 2051"),
-    "extra bytes": ("t10k-labels-idx1-ubyte.gz", lambda p: _regzip(p, lambda r: r + b"\0"),
-                    "10001 data bytes, expected 10000"),
+    "wrong magic": (
+        "t10k-labels-idx1-ubyte.gz",
+        lambda p: _regzip(p, lambda r: b"\0\0\x08\x03" + r[4:]),
+        "magic number 2051",
+    ),
+    "extra bytes": (
+        "t10k-labels-idx1-ubyte.gz",
+        lambda p: _regzip(p, lambda r: r + b"\0"),
+        "10001 data bytes, expected 10000",
+    ),
     "wrong content": ("t10k-labels-idx1-ubyte.gz", lambda p: _regzip(p, _flip_last_label), "MD5 mismatch"),
 }
 
@@ -116,9 +125,14 @@ def test_offline_without_data_is_one_clear_error(offline):
 def test_download_skips_bad_mirror_and_writes_atomically(real_dir, offline, monkeypatch):
     # The shared .gz files were re-compressed, so we serve them as "official" by patching their MD5s in.
     served = {name: (real_dir / name).read_bytes() for name in datasets.MNIST_FILES}
-    monkeypatch.setattr(datasets, "MNIST_FILES", {
-        name: (hashlib.md5(data).hexdigest(), md5s[1])
-        for (name, md5s), data in zip(datasets.MNIST_FILES.items(), served.values())})
+    monkeypatch.setattr(
+        datasets,
+        "MNIST_FILES",
+        {
+            name: (hashlib.md5(data).hexdigest(), md5s[1])
+            for (name, md5s), data in zip(datasets.MNIST_FILES.items(), served.values())
+        },
+    )
     requests, listings = [], []
 
     def serve(url, timeout):
@@ -134,7 +148,8 @@ def test_download_skips_bad_mirror_and_writes_atomically(real_dir, offline, monk
     (x_train, y_train), (x_test, y_test) = load_mnist()
     assert x_train.shape == (60000, 784) and np.bincount(y_test).tolist() == TEST_COUNTS
     assert [url.split("/mnist/")[0] for url in requests] == [
-        mirror.split("/mnist/")[0] for mirror in datasets.MNIST_MIRRORS[:2]] * 4
+        mirror.split("/mnist/")[0] for mirror in datasets.MNIST_MIRRORS[:2]
+    ] * 4
     for name, listing in listings:  # while downloading, only a temp file in the target folder
         assert name not in listing and any(f.endswith(".part") for f in listing)
     assert sorted(os.listdir(offline)) == sorted(datasets.MNIST_FILES)

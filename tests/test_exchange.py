@@ -1,6 +1,7 @@
 """The whole nbgrader cycle as the README tells it, run in a plain shell (no venv activated, an empty
 HOME per person): release -> two students fetch, work and submit -> collect -> autograde ->
 feedback -> the students fetch their feedback. Nothing of the course writes into anyone's home."""
+
 import os
 import shutil
 import subprocess
@@ -17,19 +18,28 @@ ASSIGNMENT = "01_tensor"
 
 def run(who, cwd, home, exchange, *command):
     """A command as a person runs it from a plain shell: minimal PATH, their own empty HOME."""
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "USER": who, "LANG": "C.UTF-8",
-           "TINYTORCH_EXCHANGE": str(exchange), "TINYTORCH_DATA": os.environ.get("TINYTORCH_DATA", "")}
-    proc = subprocess.run([str(BIN / command[0]), *command[1:]], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(home),
+        "USER": who,
+        "LANG": "C.UTF-8",
+        "TINYTORCH_EXCHANGE": str(exchange),
+        "TINYTORCH_DATA": os.environ.get("TINYTORCH_DATA", ""),
+    }
+    proc = subprocess.run(
+        [str(BIN / command[0]), *command[1:]], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, f"{' '.join(command)} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout + proc.stderr
 
 
 def solve(path):
     """Fill the solution cells of a fetched notebook from source/ (a student who did everything)."""
-    answers = {c.metadata["nbgrader"]["grade_id"]: c.source
-               for c in nbformat.read(str(REPO / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"), as_version=4).cells
-               if c.metadata.get("nbgrader", {}).get("solution")}
+    answers = {
+        c.metadata["nbgrader"]["grade_id"]: c.source
+        for c in nbformat.read(str(REPO / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"), as_version=4).cells
+        if c.metadata.get("nbgrader", {}).get("solution")
+    }
     nb = nbformat.read(str(path), as_version=4)
     for cell in nb.cells:
         if cell.metadata.get("nbgrader", {}).get("solution"):
@@ -70,12 +80,23 @@ def test_release_fetch_submit_collect_autograde_feedback(tmp_path):
     teacher("nbgrader", "release_feedback", ASSIGNMENT)
 
     from nbgrader.api import Gradebook
+
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
         scores = {who: gb.find_submission(ASSIGNMENT, who) for who in ["ann", "bob"]}
         assert scores["ann"].score == scores["ann"].max_score > 0
         assert scores["bob"].score == 0
     for who in ["ann", "bob"]:
-        run(who, tmp_path / who, homes[who], exchange, "nbgrader", "fetch_feedback", ASSIGNMENT, *flags, f"--student={who}")
+        run(
+            who,
+            tmp_path / who,
+            homes[who],
+            exchange,
+            "nbgrader",
+            "fetch_feedback",
+            ASSIGNMENT,
+            *flags,
+            f"--student={who}",
+        )
         feedback = list((tmp_path / who / ASSIGNMENT / "feedback").glob("*/01_tensor.html"))
         assert len(feedback) == 1, f"{who} got no feedback"
         assert "Score" in feedback[0].read_text()

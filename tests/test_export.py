@@ -1,11 +1,11 @@
 """The exporter: only `#| export` cells go into tinytorch, and broken notebooks give clear messages."""
+
 import subprocess
 import sys
 
 import nbformat
-import pytest
 
-from tito.export import NotebookError, export
+from tito.export import export
 
 FIRST = "01_tensor"
 
@@ -20,28 +20,41 @@ def write_notebook(folder, name, *cells):
 
 
 def import_in_subprocess(build, statement):
-    return subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(build)!r}); {statement}"],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(build)!r}); {statement}"],
+        capture_output=True,
+        text=True,
+    )
 
 
 def test_only_export_cells_reach_the_package(tmp_path):
-    write_notebook(tmp_path, FIRST,
-                   "#| default_exp tensor\nprint('setup')",
-                   "#| export\nimport numpy as np\n\ndef double(x):\n    return 2 * x\n\n_private = 1",
-                   "def scratch():\n    return 'not exported'",
-                   "#| export\nclass Box:\n    pass")
+    write_notebook(
+        tmp_path,
+        FIRST,
+        "#| default_exp tensor\nprint('setup')",
+        "#| export\nimport numpy as np\n\ndef double(x):\n    return 2 * x\n\n_private = 1",
+        "def scratch():\n    return 'not exported'",
+        "#| export\nclass Box:\n    pass",
+    )
     package, report = export(tmp_path, [FIRST], tmp_path / "build")
     assert report == {FIRST: []}
     code = (package / "tensor.py").read_text()
     assert "scratch" not in code and "print('setup')" not in code
     assert "__all__ = ['double', 'Box']" in code
-    proc = import_in_subprocess(tmp_path / "build", "import tinytorch; print(tinytorch.double(21), tinytorch.EXPORTED_MODULES)")
+    proc = import_in_subprocess(
+        tmp_path / "build", "import tinytorch; print(tinytorch.double(21), tinytorch.EXPORTED_MODULES)"
+    )
     assert proc.stdout.split() == ["42", "['01_tensor']"], proc.stderr
 
 
 def test_syntax_error_is_reported_with_its_cell_and_fails_loudly_on_import(tmp_path):
-    write_notebook(tmp_path, FIRST, "#| default_exp tensor", "#| export\ndef ok():\n    return 1",
-                   "#| export\ndef broken(:\n    pass")
+    write_notebook(
+        tmp_path,
+        FIRST,
+        "#| default_exp tensor",
+        "#| export\ndef ok():\n    return 1",
+        "#| export\ndef broken(:\n    pass",
+    )
     package, report = export(tmp_path, [FIRST], tmp_path / "build")
     assert len(report[FIRST]) == 1
     assert "SyntaxError in 01_tensor.ipynb, cell 3, line 2" in report[FIRST][0]

@@ -9,6 +9,7 @@ Each file in wrong_variants/ is named after a module and lists bugs a student co
 The module notebook from source/ (hidden tests included) runs with the reference solutions of the
 earlier modules beside it, as `tito module complete` and the grader run it.
 """
+
 import shutil
 from pathlib import Path
 
@@ -39,8 +40,10 @@ def apply_variant(nb, variant):
 
 def test_every_module_with_notebooks_has_at_least_three_variants():
     modules = [p.name for p in (REPO / "source").iterdir() if p.name[:2].isdigit()]
-    counts = {m: len(yaml.safe_load((VARIANTS / f"{m}.yml").read_text())) if (VARIANTS / f"{m}.yml").exists() else 0
-              for m in modules}
+    counts = {
+        m: len(yaml.safe_load((VARIANTS / f"{m}.yml").read_text())) if (VARIANTS / f"{m}.yml").exists() else 0
+        for m in modules
+    }
     assert all(n >= 3 for n in counts.values()), counts
 
 
@@ -48,6 +51,7 @@ def test_every_module_with_notebooks_has_at_least_three_variants():
 @pytest.mark.parametrize("module,variant", list(variants()))
 def test_wrong_variant_loses_exactly_the_points_of_the_tests_that_cover_it(module, variant, tmp_path):
     from tito.checking import run_checks
+
     for m in [*prerequisites(module), module]:
         shutil.copytree(REPO / "source" / m, tmp_path / m)
     path = notebook_path(tmp_path, module)
@@ -59,4 +63,5 @@ def test_wrong_variant_loses_exactly_the_points_of_the_tests_that_cover_it(modul
     failed = sorted(r.grade_id for r in results if not r.passed)
     assert failed == sorted(variant["fails"]), (
         f"{variant['name']}: expected exactly {sorted(variant['fails'])} to fail, got {failed}\n"
-        + "\n".join(f"  {r.grade_id}: {r.error}" for r in results if not r.passed))
+        + "\n".join(f"  {r.grade_id}: {r.error}" for r in results if not r.passed)
+    )

@@ -2,9 +2,9 @@
 
 Students never edit this package; it is what turns *their* notebooks into *their* tinytorch.
 """
+
 import os
 import sys
-
 
 # One BLAS thread unless the user chose otherwise: the course's models are small, numpy's
 # elementwise work is single-threaded anyway, and on a shared or busy machine (JupyterHub, parallel

@@ -1,4 +1,5 @@
 """Run a notebook top to bottom, as the grader would, and report each test cell."""
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,8 +34,13 @@ def run_checks(notebook):
     notebook = Path(notebook)
     nb = read_notebook(notebook)
     client = nbclient.NotebookClient(
-        nb, timeout_func=cell_timeout, allow_errors=True, interrupt_on_timeout=True,
-        kernel_name="python3", resources={"metadata": {"path": str(notebook.parent)}})
+        nb,
+        timeout_func=cell_timeout,
+        allow_errors=True,
+        interrupt_on_timeout=True,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(notebook.parent)}},
+    )
     client.execute()
     results, first_error = [], None
     for cell in nb.cells:

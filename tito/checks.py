@@ -1,4 +1,5 @@
 """Test helpers used by the notebooks' test cells: numerical gradient checks and closeness asserts."""
+
 import numpy as np
 
 
@@ -14,8 +15,10 @@ def assert_close(actual, expected, atol=1e-6, rtol=1e-5, msg=""):
     assert a.shape == e.shape, f"{prefix}shape {a.shape} != expected {e.shape}"
     if not np.allclose(a, e, atol=atol, rtol=rtol, equal_nan=False):
         worst = tuple(int(i) for i in np.unravel_index(np.argmax(np.abs(a - e)), a.shape)) if a.shape else ()
-        raise AssertionError(f"{prefix}values differ (largest gap at index {worst}: "
-                             f"got {a[worst].item()!r}, expected {e[worst].item()!r})")
+        raise AssertionError(
+            f"{prefix}values differ (largest gap at index {worst}: "
+            f"got {a[worst].item()!r}, expected {e[worst].item()!r})"
+        )
 
 
 def gradcheck(fn, *arrays, atol=1e-5, rtol=1e-4, eps=1e-6, seed=0):
@@ -55,5 +58,6 @@ def gradcheck(fn, *arrays, atol=1e-5, rtol=1e-4, eps=1e-6, seed=0):
         analytic = np.asarray(inp.grad, dtype=np.float64)
         assert analytic.shape == base.shape, (
             f"input {i}: gradient shape {analytic.shape} != input shape {base.shape} "
-            "(did you reduce the gradient over broadcast axes?)")
+            "(did you reduce the gradient over broadcast axes?)"
+        )
         assert_close(analytic, numeric, atol=atol, rtol=rtol, msg=f"gradient of input {i}")

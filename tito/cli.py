@@ -1,4 +1,5 @@
 """tito: the course's command line (export, module complete, milestones, release)."""
+
 import argparse
 import importlib
 import os
@@ -21,6 +22,7 @@ def present_modules(workspace):
 # ---------------------------------------------------------------- export
 def cmd_export(args):
     from tito.export import export
+
     workspace = find_workspace(args.workspace)
     modules = present_modules(workspace)
     package, report = export(workspace, modules, package_dir(workspace))
@@ -30,6 +32,7 @@ def cmd_export(args):
 
 def _print_report(report):
     from tito.export import describe
+
     say("\n".join(describe(report)))
     return not any(report.values())
 
@@ -38,6 +41,7 @@ def _print_report(report):
 def cmd_module_complete(args):
     from tito.checking import run_checks
     from tito.export import NotebookError, export
+
     workspace = find_workspace(args.workspace)
     module = course.module_name(args.module)
     nb = notebook_path(workspace, module)
@@ -46,7 +50,7 @@ def cmd_module_complete(args):
         return 1
     progress = Progress(workspace)
 
-    say(f"1. Exporting your notebooks into tinytorch ...")
+    say("1. Exporting your notebooks into tinytorch ...")
     package, report = export(workspace, present_modules(workspace), package_dir(workspace))
     exported_ok = _print_report({module: report[module]})
 
@@ -68,8 +72,10 @@ def cmd_module_complete(args):
 
     if not (exported_ok and not import_error and results and passed == len(results)):
         progress.uncomplete_module(module)
-        say(f"\n{module} is not complete yet: {passed}/{len(results)} test cells pass. "
-            "Fix what is marked ✗ above and run this command again.")
+        say(
+            f"\n{module} is not complete yet: {passed}/{len(results)} test cells pass. "
+            "Fix what is marked ✗ above and run this command again."
+        )
         return 1
     progress.complete_module(module, f"{passed}/{len(results)} test cells")
     say(f"\n🎉 {module} complete: {passed}/{len(results)} test cells pass, exported to {package}")
@@ -88,7 +94,9 @@ def cmd_module_complete(args):
 def _import_check(build_dir, module, workspace):
     """Import the exported module in a fresh interpreter so a broken export shows up here, not later."""
     import subprocess
+
     from tito.export import export_notebook
+
     target = export_notebook(notebook_path(workspace, module), module).target
     code = f"import sys; sys.path.insert(0, {str(build_dir)!r}); import tinytorch.{target}"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -102,18 +110,19 @@ def _judge_module(m):
     folder = course.MILESTONES_DIR / m.folder
     tests = sorted(folder.glob("test_*_milestone.py")) if folder.is_dir() else []
     if not tests:
-        raise SystemExit(f"Milestone {m.number} ({m.name}) arrives with {m.trigger}; "
-                         "it is not part of this release yet.")
+        raise SystemExit(
+            f"Milestone {m.number} ({m.name}) arrives with {m.trigger}; it is not part of this release yet."
+        )
     return importlib.import_module(f"milestones.{m.folder}.{tests[0].stem}")
 
 
 def _student_package(m, workspace):
     """Export the milestone's modules from the workspace; the package folder (problems printed)."""
     from tito.notebook import build_tinytorch
+
     missing = [r for r in m.requires if not notebook_path(workspace, r).exists()]
     if missing:
-        raise SystemExit(f"Milestone {m.number} needs your notebooks for {', '.join(missing)} "
-                         f"(looked in {workspace}).")
+        raise SystemExit(f"Milestone {m.number} needs your notebooks for {', '.join(missing)} (looked in {workspace}).")
     package, report = build_tinytorch(workspace, m.requires)
     bad = {k: v for k, v in report.items() if v}
     if bad:
@@ -124,6 +133,7 @@ def _student_package(m, workspace):
 def _run_milestone(m, workspace, progress):
     from milestones.judge import MilestoneFailure
     from tito.datasets import DatasetError
+
     judge_module = _judge_module(m)
     who = "the reference solutions" if is_reference(workspace) else "your tinytorch"
     say(f"Milestone {m.number}: {m.name} — {m.threshold}, trained with {who} in a fresh process.")
@@ -145,8 +155,10 @@ def cmd_milestone_test(args):
     progress = Progress(workspace)
     not_done = [r for r in m.requires if not progress.completed(r)]
     if not_done and not is_reference(workspace):
-        say(f"Note: not yet marked complete with `tito module complete`: {', '.join(not_done)}. "
-            "Testing your current notebooks anyway.")
+        say(
+            f"Note: not yet marked complete with `tito module complete`: {', '.join(not_done)}. "
+            "Testing your current notebooks anyway."
+        )
     return _run_milestone(m, workspace, progress)
 
 
@@ -189,8 +201,11 @@ def cmd_milestone_timeline(args):
         state = _state(m, progress)
         year = m.era.split(",")[-1].strip(" )")
         have = sum(progress.completed(r) for r in m.requires)
-        detail = (f"{progress.achieved(m.number)['accuracy']:.1%}" if state == "achieved"
-                  else f"{have}/{len(m.requires)} modules")
+        detail = (
+            f"{progress.achieved(m.number)['accuracy']:.1%}"
+            if state == "achieved"
+            else f"{have}/{len(m.requires)} modules"
+        )
         rows[0].append(f"{year}".ljust(width, "─") if m is not ms[-1] else year)
         rows[1].append(f"{ICONS[state]} {m.era.split(' (')[0]}".ljust(width - 1))
         rows[2].append(m.name.ljust(width))
@@ -207,14 +222,17 @@ def cmd_milestone_demo(args):
     workspace = find_workspace(args.workspace)
     _judge_module(m)  # tells when the milestone is not in this release
     demo = importlib.import_module(
-        f"milestones.{m.folder}.{sorted((course.MILESTONES_DIR / m.folder).glob('demo_*_milestone.py'))[0].stem}")
+        f"milestones.{m.folder}.{sorted((course.MILESTONES_DIR / m.folder).glob('demo_*_milestone.py'))[0].stem}"
+    )
     from tito.notebook import import_tinytorch
+
     return demo.main(import_tinytorch(_student_package(m, workspace))) or 0
 
 
 # ---------------------------------------------------------------- instructors
 def cmd_grade(args):
     from tito.grading import autograde, summary
+
     root = Path(args.course).resolve()
     if not (root / "nbgrader_config.py").exists() or not (root / "submitted").is_dir():
         say(f"{root} has no nbgrader_config.py or no submitted/ folder: run this from the course root.")
@@ -226,6 +244,7 @@ def cmd_grade(args):
 
 def cmd_release(args):
     from tito.release import generate_release
+
     root = Path(args.course).resolve()
     if not (root / "nbgrader_config.py").exists() or not (root / "source").is_dir():
         say(f"{root} has no nbgrader_config.py or no source/ folder: run this from the course root.")
@@ -246,8 +265,10 @@ def build_parser():
     complete.set_defaults(fn=cmd_module_complete)
 
     ms = sub.add_parser("milestone", help="milestone commands").add_subparsers(dest="action", required=True)
-    for name, fn, text in [("test", cmd_milestone_test, "train and judge a milestone with your tinytorch"),
-                           ("demo", cmd_milestone_demo, "run a milestone's demo")]:
+    for name, fn, text in [
+        ("test", cmd_milestone_test, "train and judge a milestone with your tinytorch"),
+        ("demo", cmd_milestone_demo, "run a milestone's demo"),
+    ]:
         p = ms.add_parser(name, help=text)
         p.add_argument("number", type=int, choices=[1, 2, 3])
         p.set_defaults(fn=fn)
@@ -262,8 +283,9 @@ def build_parser():
     grade.add_argument("--student", action="append", help="only this student (repeatable)")
     grade.set_defaults(fn=cmd_grade)
 
-    release = sub.add_parser("release", help="instructors: regenerate release/ from source/ and register the "
-                                             "assignments in the gradebook")
+    release = sub.add_parser(
+        "release", help="instructors: regenerate release/ from source/ and register the assignments in the gradebook"
+    )
     release.add_argument("--course", default=".", help="course root (holds nbgrader_config.py)")
     release.set_defaults(fn=cmd_release)
     return parser

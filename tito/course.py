@@ -1,13 +1,27 @@
 """What the course is made of: the module order, the milestones, and where notebooks live."""
+
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 MODULES = [
-    "01_tensor", "02_autograd", "03_activations", "04_layers", "05_dense",
-    "06_spatial", "07_dataloader", "08_optimizers", "09_normalization", "10_evaluation",
-    "11_training", "12_tokenization", "13_embeddings", "14_attention", "15_transformer", "16_tinygpt",
+    "01_tensor",
+    "02_autograd",
+    "03_activations",
+    "04_layers",
+    "05_dense",
+    "06_spatial",
+    "07_dataloader",
+    "08_optimizers",
+    "09_normalization",
+    "10_evaluation",
+    "11_training",
+    "12_tokenization",
+    "13_embeddings",
+    "14_attention",
+    "15_transformer",
+    "16_tinygpt",
 ]
 REPO = Path(__file__).resolve().parent.parent
 MILESTONES_DIR = REPO / "milestones"
@@ -31,10 +45,19 @@ class Milestone:
 
 def milestones():
     spec = yaml.safe_load((MILESTONES_DIR / "milestones.yml").read_text())
-    return [Milestone(number=m["number"], name=m["name"], era=m["era"], folder=m["folder"],
-                      trigger=m["trigger_module"], requires=list(m["required_modules"]),
-                      threshold=m["threshold"], victory=m["victory"])
-            for m in spec["milestones"]]
+    return [
+        Milestone(
+            number=m["number"],
+            name=m["name"],
+            era=m["era"],
+            folder=m["folder"],
+            trigger=m["trigger_module"],
+            requires=list(m["required_modules"]),
+            threshold=m["threshold"],
+            victory=m["victory"],
+        )
+        for m in spec["milestones"]
+    ]
 
 
 def milestone(number):
@@ -55,7 +78,7 @@ def module_name(text):
 def prerequisites(assignment):
     """Modules whose code a notebook imports: the earlier modules, or a milestone's requirements."""
     if assignment in MODULES:
-        return MODULES[:MODULES.index(assignment)]
+        return MODULES[: MODULES.index(assignment)]
     for m in milestones():
         if m.assignment == assignment:
             return m.requires
@@ -71,6 +94,7 @@ def notebook_path(folder, assignment):
 # over is interrupted and counts as failed; the rest of the notebook still runs.
 def cell_timeout(cell):
     import os
+
     if "training" in cell.get("metadata", {}).get("tags", []):
         return int(os.environ.get("TINYTORCH_TRAINING_TIMEOUT", "900"))
     return int(os.environ.get("TINYTORCH_CELL_TIMEOUT", "60"))
@@ -79,7 +103,11 @@ def cell_timeout(cell):
 def keep_out_of_home(folder):
     """Point IPython, matplotlib and Jupyter's runtime files at folder/.tito/ instead of ~ (unless set)."""
     import os
+
     base = Path(folder) / ".tito"
-    for var, sub in [("IPYTHONDIR", "ipython"), ("MPLCONFIGDIR", "matplotlib"),
-                     ("JUPYTER_RUNTIME_DIR", "jupyter-runtime")]:
+    for var, sub in [
+        ("IPYTHONDIR", "ipython"),
+        ("MPLCONFIGDIR", "matplotlib"),
+        ("JUPYTER_RUNTIME_DIR", "jupyter-runtime"),
+    ]:
         os.environ.setdefault(var, str(base / sub))

@@ -7,6 +7,7 @@ Where the files come from, first match wins:
 Only the cache is ever downloaded into: a directory the user named explicitly is theirs, and a
 wrong path there should be reported, not papered over with a download somewhere else.
 """
+
 import functools
 import gzip
 import hashlib
@@ -80,9 +81,11 @@ def download(filename, folder, mirrors, md5, timeout=TIMEOUT):
 # ----------------------------------------------------------------------------- MNIST
 
 MNIST_URL = "http://yann.lecun.com/exdb/mnist/"  # the official page, named in error messages
-MNIST_MIRRORS = ["https://storage.googleapis.com/cvdf-datasets/mnist/",
-                 "https://ossci-datasets.s3.amazonaws.com/mnist/",
-                 MNIST_URL]
+MNIST_MIRRORS = [
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    MNIST_URL,
+]
 # file -> (MD5 of the official .gz, for downloads; MD5 of the uncompressed IDX, for local files).
 # Local copies may be re-gzipped (the shared CI copy is), so they are checked by content.
 MNIST_FILES = {
@@ -112,7 +115,8 @@ def load_mnist(data_dir=None, flatten=True):
         raise DatasetError(
             f"MNIST files missing in {folder} (from {source}): {', '.join(missing)}.\n"
             f"Put the four official files from {MNIST_URL} there, or set {DATA_ENV} to a directory "
-            f"that has them under mnist/.")
+            f"that has them under mnist/."
+        )
     train, test = _read_mnist(str(folder.resolve()))
     if flatten:  # reshape of a read-only array is a read-only view: no copy, cache stays safe
         train, test = [(x.reshape(len(x), -1), y) for x, y in (train, test)]
@@ -139,8 +143,12 @@ def _read_mnist(folder):
     # Validate all four files before the big float conversion, so a broken file fails fast.
     x_train, y_train, x_test, y_test = [_read_idx(Path(folder) / name) for name in MNIST_FILES]
     # np.divide with dtype: one float32 pass, no float64 temporary.
-    arrays = [np.divide(x_train, np.float32(255), dtype=np.float32), y_train.astype(np.int64),
-              np.divide(x_test, np.float32(255), dtype=np.float32), y_test.astype(np.int64)]
+    arrays = [
+        np.divide(x_train, np.float32(255), dtype=np.float32),
+        y_train.astype(np.int64),
+        np.divide(x_test, np.float32(255), dtype=np.float32),
+        y_test.astype(np.int64),
+    ]
     for a in arrays:
         a.flags.writeable = False
     return tuple(arrays[:2]), tuple(arrays[2:])

@@ -3,6 +3,7 @@
 The exporter writes a marker line `# --- 03_activations.ipynb, cell 8 ---` above each exported
 cell, so a line of tinytorch/activations.py can be traced back to the cell it came from.
 """
+
 import linecache
 import re
 import traceback
@@ -34,8 +35,11 @@ def unwritten_message(exc):
     if frame is None:
         return "a function that is not written yet raised NotImplementedError"
     where = notebook_location(frame.filename, frame.lineno)
-    return (f"{frame.name}() is not written yet" + (f" ({where.rsplit(', line', 1)[0]})" if where else "")
-            + ": fill in its solution cell, run it, then run this again")
+    return (
+        f"{frame.name}() is not written yet"
+        + (f" ({where.rsplit(', line', 1)[0]})" if where else "")
+        + ": fill in its solution cell, run it, then run this again"
+    )
 
 
 def name_unwritten(exc):

@@ -3,6 +3,7 @@
 The same exporter builds a student's package from their notebooks and the reference package from
 `source/`, so there is exactly one way code gets into tinytorch.
 """
+
 import ast
 import json
 import shutil
@@ -24,11 +25,11 @@ class NotebookError(Exception):
 @dataclass
 class ExportedModule:
     assignment: str
-    target: str                       # e.g. "tensor" -> tinytorch/tensor.py
+    target: str  # e.g. "tensor" -> tinytorch/tensor.py
     code: str
     problems: list = field(default_factory=list)
-    names: list = field(default_factory=list)      # public names, in tinytorch.__all__ order
-    replaces: list = field(default_factory=list)   # earlier modules' names this one replaces on purpose
+    names: list = field(default_factory=list)  # public names, in tinytorch.__all__ order
+    replaces: list = field(default_factory=list)  # earlier modules' names this one replaces on purpose
     unwritten: list = field(default_factory=list)  # functions whose body still raises NotImplementedError
 
 
@@ -41,7 +42,8 @@ def read_notebook(path):
     except (json.JSONDecodeError, nbformat.reader.NotJSONError) as err:
         raise NotebookError(
             f"{path.name} is not a readable notebook ({err}). Restore it from your last checkpoint "
-            "(File > Revert Notebook to Checkpoint) or fetch a fresh copy of the assignment.") from None
+            "(File > Revert Notebook to Checkpoint) or fetch a fresh copy of the assignment."
+        ) from None
     except Exception as err:  # nbformat validation and other format errors
         raise NotebookError(f"{path.name} could not be read as a notebook: {err}") from None
 
@@ -59,10 +61,10 @@ def export_notebook(path, assignment):
             continue
         first = _first_line(cell.source)
         if first.startswith(TARGET_MARK):
-            target = first[len(TARGET_MARK):].strip()
+            target = first[len(TARGET_MARK) :].strip()
         if first != EXPORT_MARK and not first.startswith(f"{EXPORT_MARK} {REPLACES}"):
             continue
-        replaces += [n.strip() for n in first[len(f"{EXPORT_MARK} {REPLACES}"):].split(",") if n.strip()]
+        replaces += [n.strip() for n in first[len(f"{EXPORT_MARK} {REPLACES}") :].split(",") if n.strip()]
         body = cell.source.lstrip().split("\n", 1)[1] if "\n" in cell.source.strip() else ""
         try:
             ast.parse(body)
@@ -74,10 +76,14 @@ def export_notebook(path, assignment):
         # keep leading blank lines so a line number in the package maps back to the same cell line
         chunks.append(f"# --- {Path(path).name}, cell {number} ---\n{body.rstrip()}\n")
     if target is None:
-        raise NotebookError(f"{Path(path).name} has no '{TARGET_MARK} NAME' line, so tito does not know "
-                            "which tinytorch file it belongs to. Restore its setup cell.")
-    header = (f'"""tinytorch.{target}: exported from {Path(path).name} by `tito export`.\n\n'
-              'Generated file: edit the notebook, then export again."""\n')
+        raise NotebookError(
+            f"{Path(path).name} has no '{TARGET_MARK} NAME' line, so tito does not know "
+            "which tinytorch file it belongs to. Restore its setup cell."
+        )
+    header = (
+        f'"""tinytorch.{target}: exported from {Path(path).name} by `tito export`.\n\n'
+        'Generated file: edit the notebook, then export again."""\n'
+    )
     body = "\n".join(chunks)
     names = _public_names(body)
     code = header + body + f"\n__all__ = {names!r}\n"
@@ -95,9 +101,11 @@ def _unwritten(code):
             if isinstance(node, ast.ClassDef):
                 visit(node.body, f"{prefix}{node.name}.")
             elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                if any(isinstance(s, ast.Raise) and s.exc is not None and ast.unparse(s.exc) in stubs
-                       for s in node.body):
+                if any(
+                    isinstance(s, ast.Raise) and s.exc is not None and ast.unparse(s.exc) in stubs for s in node.body
+                ):
                     found.append(prefix + node.name)
+
     visit(ast.parse(code).body, "")
     return found
 
@@ -125,8 +133,11 @@ def write_package(modules, dest):
     staging = Path(tempfile.mkdtemp(prefix=".tinytorch-", dir=dest))
     package = staging / "tinytorch"
     package.mkdir()
-    init = ['"""tinytorch: built by `tito export` from these notebooks:',
-            *[f"    {m.assignment} -> tinytorch/{m.target}.py" for m in modules], '"""']
+    init = [
+        '"""tinytorch: built by `tito export` from these notebooks:',
+        *[f"    {m.assignment} -> tinytorch/{m.target}.py" for m in modules],
+        '"""',
+    ]
     for m in modules:
         (package / f"{m.target}.py").write_text(m.code)
         init.append(f"from .{m.target} import *  # noqa: F401,F403")
@@ -156,6 +167,7 @@ def export(folder, assignments, dest):
     missing or unreadable is reported and left out; the others are still exported.
     """
     from tito.course import notebook_path
+
     modules, report, owner = [], {}, {}
     for a in assignments:
         try:
@@ -177,9 +189,11 @@ def _name_clashes(module, owner):
     problems = []
     for name in module.names:
         if name in owner and name not in module.replaces:
-            problems.append(f"`{name}` is already defined by {owner[name]}; defining it again would hide that "
-                            f"one. Choose another name, or start the cell with `{EXPORT_MARK} {REPLACES} {name}` "
-                            "if it is meant to replace it.")
+            problems.append(
+                f"`{name}` is already defined by {owner[name]}; defining it again would hide that "
+                f"one. Choose another name, or start the cell with `{EXPORT_MARK} {REPLACES} {name}` "
+                "if it is meant to replace it."
+            )
     for name in module.replaces:
         if name not in owner:
             problems.append(f"`{EXPORT_MARK} {REPLACES} {name}`: no earlier module defines `{name}`.")

@@ -1,4 +1,5 @@
 """Instructor side: autograde every submission and summarise where the class struggles."""
+
 import os
 import re
 import shutil
@@ -7,9 +8,9 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from nbclient.exceptions import DeadKernelError
 from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
-from nbclient.exceptions import DeadKernelError
 
 from tito.export import NotebookError, read_notebook
 from tito.release import nbgrader_api
@@ -32,8 +33,10 @@ class GradingExecute(Execute):
 
     def preprocess(self, nb, resources=None, km=None):
         from nbgrader.coursedir import CourseDirectory
+
         from tito.course import MODULES, milestones
         from tito.notebook import NOTEBOOKS_ENV, OWNER_ENV
+
         self._crashed_in, self._judge = None, None
         student, assignment = resources["nbgrader"]["student"], resources["nbgrader"]["assignment"]
         coursedir = CourseDirectory(config=self.config)
@@ -75,7 +78,9 @@ class GradingExecute(Execute):
 
     def _judge_file(self):
         import importlib
+
         from tito.course import MILESTONES_DIR
+
         test = sorted((MILESTONES_DIR / self._judge.folder).glob("test_*_milestone.py"))[0]
         return importlib.import_module(f"milestones.{self._judge.folder}.{test.stem}")
 
@@ -83,9 +88,12 @@ class GradingExecute(Execute):
         """Judge the submitted notebooks in the grader's process; the outputs the judge cell shows."""
         from milestones.judge import MilestoneFailure
         from tito.notebook import build_tinytorch
+
         model_id = self._judge_cell()["model_cell"]
         model = [c.source for c in self._nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == model_id]
-        lines = [f"Judged by the grader in a fresh process, with the modules in {os.environ['TINYTORCH_NOTEBOOKS_OWNER']}"]
+        lines = [
+            f"Judged by the grader in a fresh process, with the modules in {os.environ['TINYTORCH_NOTEBOOKS_OWNER']}"
+        ]
         with tempfile.TemporaryDirectory(prefix="tinytorch-judged-") as build:
             package, report = build_tinytorch(self._submitted, self._judge.requires, build)
             problems = [p for found in report.values() for p in found]
@@ -96,8 +104,10 @@ class GradingExecute(Execute):
                     raise MilestoneFailure(f"the notebook has no cell with grade_id {model_id!r} (build_model).")
                 self._judge_file().judge_package(package, model[0], log=lines.append)
             except MilestoneFailure as err:
-                return [NotebookNode(output_type="stream", name="stdout", text="\n".join(lines) + "\n"),
-                        _error_output("MilestoneFailure", str(err))]
+                return [
+                    NotebookNode(output_type="stream", name="stdout", text="\n".join(lines) + "\n"),
+                    _error_output("MilestoneFailure", str(err)),
+                ]
         return [NotebookNode(output_type="stream", name="stdout", text="\n".join(lines) + "\n")]
 
 
@@ -108,6 +118,7 @@ def _error_output(ename, message):
 def grading_preprocessors():
     """nbgrader's default autograde steps with Execute swapped for GradingExecute."""
     from nbgrader.converters import Autograde
+
     default = Autograde.class_traits()["autograde_preprocessors"].default()
     return [GradingExecute if step is Execute else step for step in default]
 
@@ -140,14 +151,19 @@ def autograde(root, assignments=None, students=None):
     source/. When nbgrader fails on a submission, its log is kept in logs/autograde/.
     """
     from nbgrader.api import Gradebook
+
     from tito.release import register_assignments
+
     root = Path(root)
     api = nbgrader_api(root)
     submitted = Path(api.coursedir.format_path(api.coursedir.submitted_directory, ".", ".")).resolve()
-    work = [(student_dir.name, sub) for student_dir in sorted(p for p in submitted.iterdir() if p.is_dir())
-            if not students or student_dir.name in students
-            for sub in sorted(p for p in student_dir.iterdir() if p.is_dir())
-            if not assignments or sub.name in assignments]
+    work = [
+        (student_dir.name, sub)
+        for student_dir in sorted(p for p in submitted.iterdir() if p.is_dir())
+        if not students or student_dir.name in students
+        for sub in sorted(p for p in student_dir.iterdir() if p.is_dir())
+        if not assignments or sub.name in assignments
+    ]
     register_assignments(root, sorted({sub.name for _, sub in work}))
     outcomes = []
     for student, sub in work:
@@ -157,7 +173,9 @@ def autograde(root, assignments=None, students=None):
             log = root / "logs" / "autograde" / student / f"{sub.name}.log"
             log.parent.mkdir(parents=True, exist_ok=True)
             log.write_text(result.get("log") or "")
-            outcomes[-1].message = f"{_why_it_failed(sub, result.get('log') or '')} (nbgrader's log: {log.relative_to(root)})"
+            outcomes[
+                -1
+            ].message = f"{_why_it_failed(sub, result.get('log') or '')} (nbgrader's log: {log.relative_to(root)})"
     with Gradebook(api.coursedir.db_url) as gb:
         for o in outcomes:
             if o.graded:
@@ -169,6 +187,7 @@ def autograde(root, assignments=None, students=None):
 def failing_tests(root):
     """(assignment, grade_id) -> number of students who lost points on it, most common first."""
     from nbgrader.api import Gradebook
+
     api = nbgrader_api(root)
     counts = Counter()
     with Gradebook(api.coursedir.db_url) as gb:
@@ -184,6 +203,7 @@ def failing_tests(root):
 def summary(root, outcomes):
     """What an instructor reads after grading: every submission, milestone rates, hardest tests."""
     from tito.course import milestones
+
     lines = []
     for o in outcomes:
         mark = f"{o.score:g}/{o.max_score:g}" if o.graded else "NOT GRADED"
@@ -193,7 +213,9 @@ def summary(root, outcomes):
         tried = [o for o in outcomes if o.assignment == m.assignment]
         if tried:
             passed = sum(bool(o.graded and o.max_score and o.score == o.max_score) for o in tried)
-            rates.append(f"  Milestone {m.number} ({m.name}): {passed}/{len(tried)} students ({passed / len(tried):.0%})")
+            rates.append(
+                f"  Milestone {m.number} ({m.name}): {passed}/{len(tried)} students ({passed / len(tried):.0%})"
+            )
     if rates:
         lines += ["\nMilestone completion (curriculum validation):", *rates]
     worst = failing_tests(root)[:10]

@@ -7,6 +7,7 @@ Where the code comes from depends on who runs the notebook:
   so each module is graded on its own code only (a bug in 03 costs points in 03, not again in 04
   and 05); that student's own submitted notebooks when it grades a *milestone*.
 """
+
 import atexit
 import importlib
 import os
@@ -61,6 +62,7 @@ def _name_unwritten_functions():
 
     def show(shell, etype, value, tb, tb_offset=None):
         shell.showtraceback((etype, name_unwritten(value), tb), tb_offset=tb_offset)
+
     ip.set_custom_exc((NotImplementedError,), show)
 
 
@@ -79,6 +81,8 @@ def prepare(assignment, cwd=None):
     try:
         import_tinytorch(package)
     except Exception as err:  # the student's own code failed at import time
-        print(f"\nYour tinytorch could not be imported: {type(err).__name__}: {err}\n"
-              "Fix the module named above, then run this cell again.")
+        print(
+            f"\nYour tinytorch could not be imported: {type(err).__name__}: {err}\n"
+            "Fix the module named above, then run this cell again."
+        )
         raise

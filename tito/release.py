@@ -1,4 +1,5 @@
 """Instructor side: make release/ from source/ with nbgrader, and tell when it is stale."""
+
 import filecmp
 import shutil
 import sys
@@ -15,6 +16,7 @@ def nbgrader_api(root, gradebook_of=None):
     """
     from nbgrader.apps import NbGraderAPI
     from traitlets.config.loader import PyFileConfigLoader
+
     config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
     config.CourseDirectory.root = str(root)
     if gradebook_of is not None:
@@ -23,8 +25,7 @@ def nbgrader_api(root, gradebook_of=None):
 
 
 def assignments(root):
-    return sorted(p.name for p in (Path(root) / "source").iterdir()
-                  if p.is_dir() and not p.name.startswith("."))
+    return sorted(p.name for p in (Path(root) / "source").iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def _generate(root, scratch, names, register):
@@ -55,8 +56,10 @@ def generate_release(root, dest, register=True):
         if dest.exists():
             shutil.rmtree(dest)
         shutil.copytree(scratch / "release", dest)
-    print(f"release/ regenerated from source/ ({len(assignments(root))} assignments) in {dest}"
-          + (", and registered in the gradebook" if register else ""))
+    print(
+        f"release/ regenerated from source/ ({len(assignments(root))} assignments) in {dest}"
+        + (", and registered in the gradebook" if register else "")
+    )
     return 0
 
 

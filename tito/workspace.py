@@ -1,4 +1,5 @@
 """A workspace is a folder holding NN_name/NN_name.ipynb notebooks; progress lives in .tito/ beside them."""
+
 import json
 import time
 from pathlib import Path
@@ -16,7 +17,8 @@ def find_workspace(start=None):
             return folder / "source"
     raise SystemExit(
         f"No course notebooks found in {start} or above it.\n"
-        "Run tito from the folder that holds your module folders (01_tensor/, 02_autograd/, ...).")
+        "Run tito from the folder that holds your module folders (01_tensor/, 02_autograd/, ...)."
+    )
 
 
 def is_reference(workspace):
@@ -61,5 +63,8 @@ class Progress:
 
     def achieve(self, number, accuracy, seconds):
         self.data["milestones"][str(number)] = {
-            "achieved": time.strftime("%Y-%m-%d %H:%M"), "accuracy": accuracy, "train_seconds": seconds}
+            "achieved": time.strftime("%Y-%m-%d %H:%M"),
+            "accuracy": accuracy,
+            "train_seconds": seconds,
+        }
         self.save()

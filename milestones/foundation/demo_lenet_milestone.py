@@ -6,6 +6,7 @@
 It trains the judge's MLP with your package (a few seconds per epoch), then shows test digits it
 has never seen as ASCII art with its guess and confidence, and a confusion matrix of all 10,000.
 """
+
 import argparse
 import shutil
 
@@ -13,13 +14,13 @@ import numpy as np
 
 from milestones.foundation.test_lenet_milestone import CONFIG, mnist, predict, train
 
-SHADES = " .:-=+*#%@"   # dark to bright; one character per pixel pair
+SHADES = " .:-=+*#%@"  # dark to bright; one character per pixel pair
 
 
 def ascii_digit(image):
     """28x28 pixels in [0, 1] -> 14 lines of 28 characters (terminal cells are about twice as tall as wide)."""
     pixels = np.asarray(image, dtype=np.float32).reshape(28, 28)
-    rows = pixels.reshape(14, 2, 28).mean(axis=1)           # average each pair of rows
+    rows = pixels.reshape(14, 2, 28).mean(axis=1)  # average each pair of rows
     levels = np.minimum((rows * len(SHADES)).astype(int), len(SHADES) - 1)
     return ["".join(SHADES[v] for v in line) for line in levels]
 
@@ -35,15 +36,19 @@ def show_digits(images, labels, probs, indices):
     width = 28 + 4
     per_row = max(1, min(len(indices), shutil.get_terminal_size((124, 40)).columns // width))
     for start in range(0, len(indices), per_row):
-        chunk = indices[start:start + per_row]
+        chunk = indices[start : start + per_row]
         arts = [ascii_digit(images[i]) for i in chunk]
         print()
         for line in range(14):
             print("".join(f"|{art[line]}|  " for art in arts))
         guesses = [int(probs[i].argmax()) for i in chunk]
         print("".join(f" guess {g}  {probs[i, g]:4.0%} sure".ljust(width) for i, g in zip(chunk, guesses)))
-        print("".join((" right" if g == labels[i] else f" WRONG: it is a {labels[i]}").ljust(width)
-                      for i, g in zip(chunk, guesses)))
+        print(
+            "".join(
+                (" right" if g == labels[i] else f" WRONG: it is a {labels[i]}").ljust(width)
+                for i, g in zip(chunk, guesses)
+            )
+        )
 
 
 def show_confusion(labels, guesses):
@@ -68,8 +73,13 @@ def main(tinytorch=None, epochs=1, model=None, samples=8, seed=None):
     (X_train, y_train), (X_test, y_test) = mnist()
     if model is None:
         print(f"Training MLP 784-256-128-10 with your tinytorch for {epochs} epoch(s) on 60,000 digits...")
-        model, report = train(tinytorch, lambda: tinytorch.MLP([784, 256, 128, 10]), X_train, y_train,
-                              {**CONFIG["judge"], "epochs": epochs})
+        model, report = train(
+            tinytorch,
+            lambda: tinytorch.MLP([784, 256, 128, 10]),
+            X_train,
+            y_train,
+            {**CONFIG["judge"], "epochs": epochs},
+        )
         print(f"Done in {report['train_seconds']:.1f} s.")
 
     probs = softmax(predict(tinytorch, model, X_test).astype(np.float64))

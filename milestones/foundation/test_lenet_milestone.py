@@ -10,6 +10,7 @@ Your package is called through this interface (later modules must keep it workin
     train_epoch(model, loss_fn, optimizer, X, y, batch_size=, rng=) -> mean loss,
     model(x) -> (N, 10) logits, model.parameters(), model.eval(), model.train()
 """
+
 import sys
 import time
 from pathlib import Path
@@ -27,6 +28,7 @@ THRESHOLD = CONFIG["threshold"]
 def mnist():
     """MNIST as float32 (N, 784) in [0, 1] and int64 labels; the loader caches it, read-only."""
     from tito.datasets import load_mnist
+
     return load_mnist()
 
 
@@ -44,12 +46,14 @@ def _logits(out, n):
         raise MilestoneFailure(
             f"for a batch of {n} images the model returned shape {logits.shape}; it must return "
             f"({n}, 10): one score (logit) per digit class. Check that the last Linear layer has 10 "
-            "outputs and the first one takes 784 inputs.")
+            "outputs and the first one takes 784 inputs."
+        )
     if not np.all(np.isfinite(logits)):
         raise MilestoneFailure(
             "the model's outputs contain NaN or inf: training blew up. Look for a learning rate that is "
             "too large, an initialisation with too large weights, or a gradient rule that is off "
-            "(run the gradchecks of modules 02–05).")
+            "(run the gradchecks of modules 02–05)."
+        )
     return logits
 
 
@@ -59,11 +63,13 @@ def score(outputs, answers):
 
 
 def failure_hint(accuracy):
-    return (f"your model reached {accuracy:.2%} test accuracy; Milestone 1 needs {THRESHOLD:.0%}. "
-            "With this recipe a correct tinytorch gets above 95% after one epoch. Near 10% means the model "
-            "is guessing: check that gradients reach every parameter (the gradchecks of modules 02–05), "
-            "that SGD.step updates p.data in place, and that train_epoch calls zero_grad, backward and "
-            "step for every batch.")
+    return (
+        f"your model reached {accuracy:.2%} test accuracy; Milestone 1 needs {THRESHOLD:.0%}. "
+        "With this recipe a correct tinytorch gets above 95% after one epoch. Near 10% means the model "
+        "is guessing: check that gradients reach every parameter (the gradchecks of modules 02–05), "
+        "that SGD.step updates p.data in place, and that train_epoch calls zero_grad, backward and "
+        "step for every batch."
+    )
 
 
 # --------------------------------------------------------------------------------- student side
@@ -77,8 +83,10 @@ def _check_one_step(tinytorch, build_model, X, y, lr, momentum):
     with step("model.parameters()"):
         params = list(model.parameters())
     if not params:
-        raise MilestoneFailure("model.parameters() returned no parameters, so there is nothing to train. "
-                               "Module.parameters() must find the Parameters of every layer.")
+        raise MilestoneFailure(
+            "model.parameters() returned no parameters, so there is nothing to train. "
+            "Module.parameters() must find the Parameters of every layer."
+        )
     with step("creating the loss (CrossEntropyLoss) and the optimizer (SGD)"):
         loss_fn = tinytorch.CrossEntropyLoss()
         optimizer = tinytorch.SGD(params, lr=lr, momentum=momentum)
@@ -96,12 +104,16 @@ def _check_one_step(tinytorch, build_model, X, y, lr, momentum):
         loss.backward()
     grads = [p.grad for p in params]
     if all(g is None for g in grads):
-        raise MilestoneFailure("after loss.backward() no parameter has a gradient (.grad is None): the "
-                               "graph from the parameters to the loss is not being recorded or walked.")
+        raise MilestoneFailure(
+            "after loss.backward() no parameter has a gradient (.grad is None): the "
+            "graph from the parameters to the loss is not being recorded or walked."
+        )
     for i, (p, g) in enumerate(zip(params, grads)):
         if g is not None and to_numpy(g).shape != to_numpy(p).shape:
-            raise MilestoneFailure(f"parameter {i} has shape {to_numpy(p).shape} but its gradient has shape "
-                                   f"{to_numpy(g).shape} (reduce gradients over broadcast axes).")
+            raise MilestoneFailure(
+                f"parameter {i} has shape {to_numpy(p).shape} but its gradient has shape "
+                f"{to_numpy(g).shape} (reduce gradients over broadcast axes)."
+            )
     before = [to_numpy(p).copy() for p in params]
     with step("the optimizer step (optimizer.step())"):
         optimizer.step()
@@ -116,7 +128,7 @@ def predict(tinytorch, model, X, batch_size=1000):
     chunks = []
     with tinytorch.no_grad():
         for start in range(0, len(X), batch_size):
-            xb = np.array(X[start:start + batch_size])
+            xb = np.array(X[start : start + batch_size])
             with step("the forward pass on the test images"):
                 out = model(tinytorch.Tensor(xb))
             chunks.append(_logits(out, len(xb)))
@@ -138,14 +150,22 @@ def train(tinytorch, build_model, X_train, y_train, recipe, log=print):
     for epoch in range(recipe["epochs"]):
         t0 = time.perf_counter()
         with step(f"training epoch {epoch + 1} (your train_epoch)"):
-            loss = tinytorch.train_epoch(model, loss_fn, optimizer, X_train, y_train,
-                                         batch_size=recipe["batch_size"], rng=np.random.default_rng(seed + epoch))
+            loss = tinytorch.train_epoch(
+                model,
+                loss_fn,
+                optimizer,
+                X_train,
+                y_train,
+                batch_size=recipe["batch_size"],
+                rng=np.random.default_rng(seed + epoch),
+            )
         seconds = time.perf_counter() - t0
         try:
             loss = float(to_numpy(loss))
         except (TypeError, ValueError):
-            raise MilestoneFailure(f"train_epoch should return the epoch's mean loss as a number, "
-                                   f"got {loss!r}.") from None
+            raise MilestoneFailure(
+                f"train_epoch should return the epoch's mean loss as a number, got {loss!r}."
+            ) from None
         report["train_seconds"] += seconds
         report["epochs"] = epoch + 1
         report["epoch_losses"].append(loss)
@@ -168,19 +188,22 @@ def judge_package(package, model_source=None, who="your tinytorch", **recipe_cha
 def check(build_model):
     """The notebook's milestone check: the same judge as the grader, on your saved module notebooks
     and the build_model cell you last ran."""
-    from tito.notebook import build_tinytorch, notebook_folder
     from tito.course import milestone
+    from tito.notebook import build_tinytorch, notebook_folder
+
     folder, _ = notebook_folder(Path.cwd())
     package, report = build_tinytorch(folder, milestone(1).requires)
     if any(report.values()):
-        raise MilestoneFailure("your modules do not export cleanly yet: " +
-                               "; ".join(p for problems in report.values() for p in problems))
+        raise MilestoneFailure(
+            "your modules do not export cleanly yet: " + "; ".join(p for problems in report.values() for p in problems)
+        )
     judge_package(package, _cell_defining(build_model))
 
 
 def _cell_defining(function):
     """The source of the notebook cell that last defined `function` (IPython keeps every input)."""
     import inspect
+
     try:
         history = get_ipython().user_ns.get("In", [])  # noqa: F821
     except NameError:
@@ -213,6 +236,7 @@ def test_student_process_never_sees_the_test_labels():
 
 def test_judge_fails_a_model_that_does_not_learn(reference_tinytorch):
     import pytest  # only the tests need it; the notebooks import this file without pytest
+
     # lr=0: the weights never move, so the network guesses (about 10%) and the threshold must fail
     with pytest.raises(AssertionError, match="Milestone 1 needs 85%"):
         judge(sys.modules[__name__], _package(reference_tinytorch), lr=0.0, log=_quiet)
@@ -220,9 +244,11 @@ def test_judge_fails_a_model_that_does_not_learn(reference_tinytorch):
 
 def test_judge_names_the_failing_step_and_shows_where(reference_tinytorch):
     import pytest
+
     unwritten = "def build_model():\n    # YOUR CODE HERE\n    raise NotImplementedError()\n"
-    with pytest.raises(AssertionError, match="(?s)building the model.*build_model\\(\\) is not written yet"
-                                             ".*build_model cell, line 3"):
+    with pytest.raises(
+        AssertionError, match="(?s)building the model.*build_model\\(\\) is not written yet.*build_model cell, line 3"
+    ):
         judge_package(_package(reference_tinytorch), unwritten, log=_quiet)
     with pytest.raises(AssertionError, match=r"must return \(32, 10\)"):
         judge_package(_package(reference_tinytorch), "def build_model():\n    return MLP([784, 32, 7])\n")
@@ -230,6 +256,7 @@ def test_judge_names_the_failing_step_and_shows_where(reference_tinytorch):
 
 def test_judge_stops_training_that_runs_too_long(reference_tinytorch):
     import pytest
+
     endless = "def build_model():\n    while True:\n        pass\n"
     start = time.perf_counter()
     with pytest.raises(AssertionError, match="took longer than 3 s"):
