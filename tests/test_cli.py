@@ -65,3 +65,14 @@ def test_demo_shows_predictions_on_test_digits():
     code, out = tito(REPO, "milestone", "demo", "1")
     assert code == 0, out
     assert "confusion" in out.lower()
+
+
+def test_student_view_hides_the_instructor_tools(tmp_path, monkeypatch):
+    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path))
+    for who, hidden in [("student", True), ("instructor", False)]:
+        code, out = tito(tmp_path, "view", who, "--level", "user")
+        assert code == 0, out
+        disabled = json.loads((tmp_path / "labconfig" / "page_config.json").read_text())["disabledExtensions"]
+        assert disabled == {
+            tool: hidden for tool in ["@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:create-assignment"]
+        }

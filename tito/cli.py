@@ -252,6 +252,27 @@ def cmd_release(args):
     return generate_release(root, root / "release")
 
 
+INSTRUCTOR_TOOLS = ["@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:create-assignment"]
+
+
+def cmd_view(args):
+    """Show or hide nbgrader's instructor tools in JupyterLab (nbgrader's documented switches)."""
+    import subprocess
+
+    jupyter = str(Path(sys.executable).parent / "jupyter")
+    action = "disable" if args.who == "student" else "enable"
+    for command in [[jupyter, "labextension", action, f"--level={args.level}", tool] for tool in INSTRUCTOR_TOOLS]:
+        proc = subprocess.run(command, capture_output=True, text=True)
+        if proc.returncode:
+            say(proc.stdout + proc.stderr)
+            return 1
+    say(
+        f"JupyterLab now shows the {args.who} view: Formgrader and Create Assignment are "
+        f"{'hidden' if args.who == 'student' else 'shown'} (restart JupyterLab to see it)."
+    )
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="tito", description="TinyTorch course tool")
     parser.add_argument("--workspace", help="folder holding your module folders (default: here)")
@@ -282,6 +303,16 @@ def build_parser():
     grade.add_argument("--assignment", action="append", help="only this assignment (repeatable)")
     grade.add_argument("--student", action="append", help="only this student (repeatable)")
     grade.set_defaults(fn=cmd_grade)
+
+    view = sub.add_parser("view", help="JupyterLab for students (instructor tools hidden) or instructors")
+    view.add_argument("who", choices=["student", "instructor"])
+    view.add_argument(
+        "--level",
+        choices=["sys_prefix", "user"],
+        default="sys_prefix",
+        help="this environment (default) or this user's Jupyter configuration",
+    )
+    view.set_defaults(fn=cmd_view)
 
     release = sub.add_parser(
         "release", help="instructors: regenerate release/ from source/ and register the assignments in the gradebook"
