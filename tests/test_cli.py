@@ -1,6 +1,7 @@
 """tito as a student uses it: complete modules, unlock and achieve Milestone 1, see progress."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -76,3 +77,25 @@ def test_student_view_hides_the_instructor_tools(tmp_path, monkeypatch):
         assert disabled == {
             tool: hidden for tool in ["@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:create-assignment"]
         }
+
+
+def test_milestone_on_unwritten_code_names_the_function_and_shows_where(tmp_path):
+    for name in FOUNDATION:
+        shutil.copytree(REPO / "source" / name, tmp_path / name)
+    shutil.copy(REPO / "release" / "03_activations" / "03_activations.ipynb", tmp_path / "03_activations")
+    code, out = tito(tmp_path, "milestone", "test", "1")
+    assert code == 1 and "Milestone 1 not achieved yet" in out, out
+    assert "✗ 03_activations" in out and "not written yet: " in out  # the export report lists them
+    assert re.search(r"relu\(\) is not written yet \(03_activations\.ipynb, cell \d+\)", out), out
+    assert "Where it happened in your code" in out and "Traceback" not in out  # the student's frames only
+
+
+def test_the_reference_is_called_the_reference(tmp_path):
+    code, out = tito(REPO, "milestone", "test", "1")
+    assert code == 0 and "Trained with the reference solutions." in out and "Your 5 modules" not in out, out
+
+
+def test_output_cut_short_by_a_pipe_is_not_an_error():
+    proc = subprocess.run(f"{sys.executable} -m tito --workspace {REPO} milestone demo 1 | head -1",
+                          shell=True, capture_output=True, text=True)
+    assert proc.stdout.strip() and proc.stderr == "", proc.stderr
