@@ -3,7 +3,7 @@
 import os
 
 import tito  # noqa: F401  (one BLAS thread per grading kernel; the venv's programs on PATH)
-from tito.course import cell_timeout, keep_out_of_home
+from tito.course import KERNEL_ARGUMENTS, cell_timeout, keep_out_of_home
 from tito.grading import grading_preprocessors
 
 c = get_config()  # noqa: F821  (provided by nbgrader)
@@ -21,6 +21,7 @@ c.Exchange.root = os.environ.get("TINYTORCH_EXCHANGE", os.path.join(HERE, "excha
 # TINYTORCH_TRAINING_TIMEOUT change them). `tito module complete` uses the same limits.
 c.Execute.timeout_func = cell_timeout
 c.Execute.interrupt_on_timeout = True
+c.Execute.extra_arguments = ["--HistoryManager.hist_file=:memory:", *KERNEL_ARGUMENTS]
 
 # Kernels start in an empty folder, milestone judges run outside the student's kernel, and a
 # crashed kernel still leaves a graded notebook (see tito/grading.py).

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import nbclient
 
-from tito.course import cell_timeout
+from tito.course import KERNEL_ARGUMENTS, cell_timeout
 from tito.export import read_notebook
 
 
@@ -39,6 +39,7 @@ def run_checks(notebook):
         allow_errors=True,
         interrupt_on_timeout=True,
         kernel_name="python3",
+        extra_arguments=KERNEL_ARGUMENTS,
         resources={"metadata": {"path": str(notebook.parent)}},
     )
     client.execute()

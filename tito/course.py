@@ -100,6 +100,11 @@ def cell_timeout(cell):
     return int(os.environ.get("TINYTORCH_CELL_TIMEOUT", "60"))
 
 
+# Kernels that tito and the grader start log errors only: the warning every kernel prints about
+# plain-TCP transport on localhost tells a student or an instructor nothing they can act on.
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+
+
 def keep_out_of_home(folder):
     """Point IPython, matplotlib and Jupyter's runtime files at folder/.tito/ instead of ~ (unless set)."""
     import os

@@ -4,6 +4,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,9 +12,14 @@ from pathlib import Path
 from nbclient.exceptions import DeadKernelError
 from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
+from sqlalchemy.exc import SAWarning
 
 from tito.export import NotebookError, read_notebook
 from tito.release import nbgrader_api
+
+# nbgrader's gradebook ORM warns about its own session handling on every autograde: nothing an
+# instructor can act on, and it buries the lines that matter.
+warnings.filterwarnings("ignore", category=SAWarning)
 
 
 class GradingExecute(Execute):
