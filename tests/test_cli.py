@@ -96,6 +96,10 @@ def test_the_reference_is_called_the_reference(tmp_path):
 
 
 def test_output_cut_short_by_a_pipe_is_not_an_error():
-    proc = subprocess.run(f"{sys.executable} -m tito --workspace {REPO} milestone demo 1 | head -1",
-                          shell=True, capture_output=True, text=True)
+    proc = subprocess.run(
+        f"{sys.executable} -m tito --workspace {REPO} milestone demo 1 | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+    )
     assert proc.stdout.strip() and proc.stderr == "", proc.stderr

@@ -16,3 +16,17 @@ def test_autograding_uses_the_folder_the_grader_names(tmp_path, monkeypatch):
     monkeypatch.setenv(NOTEBOOKS_ENV, str(tmp_path / "source"))
     monkeypatch.setenv("TINYTORCH_NOTEBOOKS_OWNER", "the reference solutions")
     assert notebook_folder(tmp_path / "anywhere") == (tmp_path / "source", "the reference solutions")
+
+
+def test_the_grader_reads_the_folders_from_the_nbgrader_configuration(tmp_path):
+    from traitlets.config import Config
+
+    from tito.grading import GradingExecute
+
+    config = Config()
+    config.CourseDirectory.root = str(tmp_path)
+    config.CourseDirectory.source_directory = "instructor"
+    config.CourseDirectory.submitted_directory = "inbox"
+    grader = GradingExecute(config=config)
+    assert grader.notebooks_for("ada", "04_layers")[0] == tmp_path / "instructor"
+    assert grader.notebooks_for("ada", "milestone_1") == (tmp_path / "inbox" / "ada", "ada's submitted notebooks")

@@ -38,22 +38,14 @@ class GradingExecute(Execute):
     """
 
     def preprocess(self, nb, resources=None, km=None):
-        from nbgrader.coursedir import CourseDirectory
-
-        from tito.course import MODULES, milestones
+        from tito.course import milestones
         from tito.notebook import NOTEBOOKS_ENV, OWNER_ENV
-
-        self._crashed_in, self._judge = None, None
+        self._crashed_in = None
         student, assignment = resources["nbgrader"]["student"], resources["nbgrader"]["assignment"]
-        coursedir = CourseDirectory(config=self.config)
-        submitted = Path(coursedir.format_path(coursedir.submitted_directory, student, assignment)).parent
-        if assignment in MODULES:
-            os.environ[NOTEBOOKS_ENV] = coursedir.format_path(coursedir.source_directory, ".", ".")
-            os.environ[OWNER_ENV] = "the reference solutions (each module is graded on its own code)"
-        else:
-            os.environ[NOTEBOOKS_ENV], os.environ[OWNER_ENV] = str(submitted), f"{student}'s submitted notebooks"
-            self._judge = next((m for m in milestones() if m.assignment == assignment), None)
-            self._submitted = submitted
+        folder, owner = self.notebooks_for(student, assignment)
+        os.environ[NOTEBOOKS_ENV], os.environ[OWNER_ENV] = str(folder), owner
+        self._judge = next((m for m in milestones() if m.assignment == assignment), None)
+        self._notebooks = folder
         self._cwd = tempfile.mkdtemp(prefix="tinytorch-kernel-")
         resources.setdefault("metadata", {})["path"] = self._cwd
         self._nb = nb
@@ -61,6 +53,18 @@ class GradingExecute(Execute):
             return super().preprocess(nb, resources, km)
         finally:
             shutil.rmtree(self._cwd, ignore_errors=True)
+
+    def notebooks_for(self, student, assignment):
+        """The folder of notebooks a graded notebook's tinytorch is built from, and whose they are:
+        source/ for a module, the student's submissions for a milestone (as nbgrader is configured)."""
+        from nbgrader.coursedir import CourseDirectory
+        from tito.course import MODULES
+        coursedir = CourseDirectory(config=self.config)
+        if assignment in MODULES:
+            source = coursedir.format_path(coursedir.source_directory, ".", assignment)
+            return Path(source).resolve().parent, "the reference solutions (each module is graded on its own code)"
+        submitted = coursedir.format_path(coursedir.submitted_directory, student, assignment)
+        return Path(submitted).resolve().parent, f"{student}'s submitted notebooks"
 
     def preprocess_cell(self, cell, resources, index):
         if cell.cell_type != "code":
@@ -101,7 +105,7 @@ class GradingExecute(Execute):
             f"Judged by the grader in a fresh process, with the modules in {os.environ['TINYTORCH_NOTEBOOKS_OWNER']}"
         ]
         with tempfile.TemporaryDirectory(prefix="tinytorch-judged-") as build:
-            package, report = build_tinytorch(self._submitted, self._judge.requires, build)
+            package, report = build_tinytorch(self._notebooks, self._judge.requires, build)
             problems = [p for found in report.values() for p in found]
             try:
                 if problems:
