@@ -115,4 +115,6 @@ def keep_out_of_home(folder):
         ("MPLCONFIGDIR", "matplotlib"),
         ("JUPYTER_RUNTIME_DIR", "jupyter-runtime"),
     ]:
-        os.environ.setdefault(var, str(base / sub))
+        if var not in os.environ:
+            (base / sub).mkdir(parents=True, exist_ok=True)
+            os.environ[var] = str(base / sub)

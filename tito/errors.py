@@ -23,23 +23,18 @@ def notebook_location(filename, lineno):
     return None
 
 
-def _innermost(exc):
-    """The deepest frame of exc's traceback (where it was raised)."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    return frames[-1] if frames else None
-
-
 def unwritten_message(exc):
-    """'relu() in 03_activations.ipynb, cell 8 is not written yet ...' for a NotImplementedError."""
-    frame = _innermost(exc)
-    if frame is None:
+    """'relu() is not written yet (03_activations.ipynb, cell 8) ...' for a NotImplementedError."""
+    tb = exc.__traceback__
+    if tb is None:
         return "a function that is not written yet raised NotImplementedError"
-    where = notebook_location(frame.filename, frame.lineno)
-    return (
-        f"{frame.name}() is not written yet"
-        + (f" ({where.rsplit(', line', 1)[0]})" if where else "")
-        + ": fill in its solution cell, run it, then run this again"
-    )
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code
+    name = getattr(code, "co_qualname", code.co_name)  # Tensor.__add__ (Python 3.11+), else __add__
+    where = notebook_location(code.co_filename, tb.tb_lineno)
+    cell = f" ({where.rsplit(', line', 1)[0]})" if where else ""
+    return f"{name}() is not written yet{cell}: fill in its solution cell, run it, then run this again"
 
 
 def name_unwritten(exc):

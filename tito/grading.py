@@ -40,6 +40,7 @@ class GradingExecute(Execute):
     def preprocess(self, nb, resources=None, km=None):
         from tito.course import milestones
         from tito.notebook import NOTEBOOKS_ENV, OWNER_ENV
+
         self._crashed_in = None
         student, assignment = resources["nbgrader"]["student"], resources["nbgrader"]["assignment"]
         folder, owner = self.notebooks_for(student, assignment)
@@ -58,7 +59,9 @@ class GradingExecute(Execute):
         """The folder of notebooks a graded notebook's tinytorch is built from, and whose they are:
         source/ for a module, the student's submissions for a milestone (as nbgrader is configured)."""
         from nbgrader.coursedir import CourseDirectory
+
         from tito.course import MODULES
+
         coursedir = CourseDirectory(config=self.config)
         if assignment in MODULES:
             source = coursedir.format_path(coursedir.source_directory, ".", assignment)
