@@ -1,5 +1,6 @@
 """Instructor side: autograde every submission and summarise where the class struggles."""
 
+import logging
 import os
 import re
 import shutil
@@ -20,6 +21,19 @@ from tito.release import nbgrader_api
 # nbgrader's gradebook ORM warns about its own session handling on every autograde: nothing an
 # instructor can act on, and it buries the lines that matter.
 warnings.filterwarnings("ignore", category=SAWarning)
+
+
+class _ExpectedChecksumChange(logging.Filter):
+    """nbgrader warns, for every test cell with hidden tests, that the submitted cell's checksum
+    differs from the instructor's: expected (the student never saw the hidden part), and nbgrader
+    restores the instructor's cell either way. One warning per hidden test buries real problems."""
+
+    def filter(self, record):
+        return not (record.msg.startswith("Attribute '%s' for cell") and record.args and record.args[0] == "checksum")
+
+
+for _logger in ["AutogradeApp", "NbGraderAPI", "traitlets"]:
+    logging.getLogger(_logger).addFilter(_ExpectedChecksumChange())
 
 
 class GradingExecute(Execute):
