@@ -211,7 +211,7 @@ def banner(config, result, who):
         f"  {m.era}",
         f'  "{m.victory}"',
         "",
-        f"  {config['banner']['measure']}  {result.accuracy:.2%} (needed {config['threshold']:.0%})",
+        f"  {config['banner']['measure']} {result.accuracy:.2%} (needed {config['threshold']:.0%})",
         f"  training time  {result.train_seconds:.1f} s for {result.epochs} epoch{'s' if result.epochs != 1 else ''}",
         "",
     ]

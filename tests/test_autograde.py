@@ -208,3 +208,11 @@ def test_the_class_summary_shows_milestone_rates_and_the_hardest_tests(graded):
     assert "Milestone 1 (Machines Can See!): 1/8 students (12%)" in text
     assert "dee              05_dense         NOT GRADED  05_dense.ipynb is not a readable notebook" in text
     assert "3 × 03_activations/test-relu-grad" in text  # ben (blank), cy (the bug), dee (the crash)
+
+
+def test_a_summary_without_milestones_has_no_milestone_section(tmp_path):
+    from tito.grading import Outcome, summary
+
+    (tmp_path / "nbgrader_config.py").write_text((REPO / "nbgrader_config.py").read_text())
+    text = "\n".join(summary(tmp_path, [Outcome("ada", "01_tensor", True, 29, 29)]))
+    assert "ada" in text and "Milestone" not in text
