@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +47,6 @@ class Result:
     accuracy: float  # counted by the grader
     train_seconds: float  # reported by the student process (for the banner only)
     epochs: int = 0
-    log: list = field(default_factory=list)
 
 
 # ------------------------------------------------------------------------------ student side
