@@ -198,6 +198,19 @@ def judge(milestone, package, model_source=None, log=print, who="your tinytorch"
     return result
 
 
+def judge_notebooks(milestone, folder, requires, model_source, log=print, who="your tinytorch"):
+    """Export the required modules' notebooks from folder into a temporary package and judge it.
+    A module that does not export cleanly fails the milestone with its problems listed."""
+    from tito.notebook import build_tinytorch
+
+    with tempfile.TemporaryDirectory(prefix="tinytorch-judged-") as build:
+        package, report = build_tinytorch(folder, requires, build)
+        problems = [p for found in report.values() for p in found]
+        if problems:
+            raise MilestoneFailure("your modules do not export cleanly:\n  " + "\n  ".join(problems))
+        return judge(milestone, package, model_source, log=log, who=who)
+
+
 def banner(config, result, who):
     """The achievement message: what was reached, and what did the work."""
     from tito.course import milestone as course_milestone

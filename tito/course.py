@@ -42,6 +42,13 @@ class Milestone:
     def assignment(self):
         return f"milestone_{self.number}"
 
+    def judge_file(self):
+        """This milestone's judge (milestones/<folder>/test_*_milestone.py), imported; None before it exists."""
+        import importlib
+
+        tests = sorted((MILESTONES_DIR / self.folder).glob("test_*_milestone.py"))
+        return importlib.import_module(f"milestones.{self.folder}.{tests[0].stem}") if tests else None
+
 
 def milestones():
     spec = yaml.safe_load((MILESTONES_DIR / "milestones.yml").read_text())

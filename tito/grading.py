@@ -60,7 +60,7 @@ class GradingExecute(Execute):
         folder, owner = self.notebooks_for(student, assignment)
         os.environ[NOTEBOOKS_ENV], os.environ[OWNER_ENV] = str(folder), owner
         self._judge = next((m for m in milestones() if m.assignment == assignment), None)
-        self._notebooks = folder
+        self._notebooks, self._owner = folder, owner
         self._cwd = tempfile.mkdtemp(prefix="tinytorch-kernel-")
         resources.setdefault("metadata", {})["path"] = self._cwd
         self._nb = nb
@@ -101,41 +101,23 @@ class GradingExecute(Execute):
         return cell, resources
 
     def _judge_cell(self):
-        return self._judge_file().CONFIG["notebook"]
-
-    def _judge_file(self):
-        import importlib
-
-        from tito.course import MILESTONES_DIR
-
-        test = sorted((MILESTONES_DIR / self._judge.folder).glob("test_*_milestone.py"))[0]
-        return importlib.import_module(f"milestones.{self._judge.folder}.{test.stem}")
+        return self._judge.judge_file().CONFIG["notebook"]
 
     def _run_judge(self):
         """Judge the submitted notebooks in the grader's process; the outputs the judge cell shows."""
-        from milestones.judge import MilestoneFailure
-        from tito.notebook import build_tinytorch
+        from milestones.judge import MilestoneFailure, judge_notebooks
 
         model_id = self._judge_cell()["model_cell"]
         model = [c.source for c in self._nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == model_id]
-        lines = [
-            f"Judged by the grader in a fresh process, with the modules in {os.environ['TINYTORCH_NOTEBOOKS_OWNER']}"
-        ]
-        with tempfile.TemporaryDirectory(prefix="tinytorch-judged-") as build:
-            package, report = build_tinytorch(self._notebooks, self._judge.requires, build)
-            problems = [p for found in report.values() for p in found]
-            try:
-                if problems:
-                    raise MilestoneFailure("your modules do not export cleanly:\n  " + "\n  ".join(problems))
-                if not model:
-                    raise MilestoneFailure(f"the notebook has no cell with grade_id {model_id!r} (build_model).")
-                self._judge_file().judge_package(package, model[0], log=lines.append)
-            except MilestoneFailure as err:
-                return [
-                    NotebookNode(output_type="stream", name="stdout", text="\n".join(lines) + "\n"),
-                    _error_output("MilestoneFailure", str(err)),
-                ]
-        return [NotebookNode(output_type="stream", name="stdout", text="\n".join(lines) + "\n")]
+        lines = [f"Judged by the grader in a fresh process, with the modules in {self._owner}"]
+        outputs = []
+        try:
+            if not model:
+                raise MilestoneFailure(f"the notebook has no cell with grade_id {model_id!r} (build_model).")
+            judge_notebooks(self._judge.judge_file(), self._notebooks, self._judge.requires, model[0], log=lines.append)
+        except MilestoneFailure as err:
+            outputs.append(_error_output("MilestoneFailure", str(err)))
+        return [NotebookNode(output_type="stream", name="stdout", text="\n".join(lines) + "\n"), *outputs]
 
 
 def _error_output(ename, message):

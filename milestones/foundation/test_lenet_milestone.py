@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from milestones.judge import MilestoneFailure, judge, step
+from milestones.judge import MilestoneFailure, judge, judge_notebooks, step
 from tito.checks import to_numpy
 
 CONFIG = yaml.safe_load(Path(__file__).with_name("milestone.yml").read_text())
@@ -189,15 +189,10 @@ def check(build_model):
     """The notebook's milestone check: the same judge as the grader, on your saved module notebooks
     and the build_model cell you last ran."""
     from tito.course import milestone
-    from tito.notebook import build_tinytorch, notebook_folder
+    from tito.notebook import notebook_folder
 
     folder, _ = notebook_folder(Path.cwd())
-    package, report = build_tinytorch(folder, milestone(1).requires)
-    if any(report.values()):
-        raise MilestoneFailure(
-            "your modules do not export cleanly yet: " + "; ".join(p for problems in report.values() for p in problems)
-        )
-    judge_package(package, _cell_defining(build_model))
+    judge_notebooks(sys.modules[__name__], folder, milestone(1).requires, _cell_defining(build_model))
 
 
 def _cell_defining(function):
