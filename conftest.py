@@ -9,7 +9,6 @@ import pytest
 import tito  # noqa: F401  (first: one BLAS thread for this process and every kernel it starts)
 
 REPO = Path(__file__).resolve().parent
-FOUNDATION = ["01_tensor", "02_autograd", "03_activations", "04_layers", "05_dense"]
 
 _jupyter_home = Path(tempfile.mkdtemp(prefix="tinytorch-jupyter-"))
 for var in ["JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR", "MPLCONFIGDIR"]:
@@ -23,9 +22,11 @@ def pytest_report_header(config):
 
 @pytest.fixture(scope="session")
 def reference_tinytorch(tmp_path_factory):
-    """The reference package, exported from source/ by the same exporter students use."""
+    """The reference package of every module in source/, exported by the same exporter students use."""
+    from tito.course import MODULES
     from tito.notebook import load_tinytorch
 
-    tinytorch, report = load_tinytorch(REPO / "source", FOUNDATION, tmp_path_factory.mktemp("reference"))
+    modules = [m for m in MODULES if (REPO / "source" / m).is_dir()]
+    tinytorch, report = load_tinytorch(REPO / "source", modules, tmp_path_factory.mktemp("reference"))
     assert not any(report.values()), report
     return tinytorch

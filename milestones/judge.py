@@ -16,23 +16,28 @@ A milestone's own file (e.g. foundation/test_lenet_milestone.py) supplies what i
     train_and_predict(tinytorch, build_model, inputs, recipe, log) -> dict of arrays (student side)
     score(outputs, answers) -> float         the grader's own count
     failure_hint(accuracy) -> str            what to look at when the threshold is missed
+and uses the student-side helpers here: check_logits, check_one_step (a first training step with
+every part on its own) and speed_check (an estimate of the training time before training starts).
 """
 
 import importlib
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from tito.checks import to_numpy
 from tito.errors import name_unwritten, student_traceback
 
 MODEL_CELL_FILE = "build_model cell"
@@ -47,6 +52,7 @@ class Result:
     accuracy: float  # counted by the grader
     train_seconds: float  # reported by the student process (for the banner only)
     epochs: int = 0
+    peak_memory_mb: float = 0.0  # of the training process
 
 
 # ------------------------------------------------------------------------------ student side
@@ -61,6 +67,174 @@ def step(what):
         name_unwritten(err)
         error = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
         raise MilestoneFailure(f"{what} failed: {error}") from err
+
+
+def check_logits(out, n, classes, shape_hint):
+    """The model's output as a numpy array, after checking it is (n, classes) and finite."""
+    logits = to_numpy(out)
+    if logits.shape != (n, classes):
+        raise MilestoneFailure(
+            f"for a batch of {n} images the model returned shape {logits.shape}; it must return "
+            f"({n}, {classes}): one score (logit) per class. {shape_hint}"
+        )
+    if not np.all(np.isfinite(logits)):
+        raise MilestoneFailure(
+            "the model's outputs contain NaN or inf: training blew up. Look for a learning rate that is "
+            "too large, an initialisation with too large weights, or a gradient rule that is off "
+            "(run the gradchecks of your modules)."
+        )
+    return logits
+
+
+def check_one_step(tinytorch, model, optimizer, x, y, check_output):
+    """One training step with every part on its own, so a failure names its step.
+    check_output(out) checks the forward pass's result. Use a throwaway model: this one has moved."""
+    params = list(model.parameters())
+    if not params:
+        raise MilestoneFailure(
+            "model.parameters() returned no parameters, so there is nothing to train. "
+            "Module.parameters() must find the Parameters of every layer."
+        )
+    with step("optimizer.zero_grad()"):
+        optimizer.zero_grad()
+    with step("the forward pass"):
+        out = model(x)
+    check_output(out)
+    with step("the loss (CrossEntropyLoss)"):
+        loss = tinytorch.CrossEntropyLoss()(out, y)
+    value = to_numpy(loss)
+    if value.size != 1 or not np.isfinite(value).all():
+        raise MilestoneFailure(f"the loss should be one finite number, got {value!r}.")
+    with step("the backward pass (loss.backward())"):
+        loss.backward()
+    grads = [p.grad for p in params]
+    if all(g is None for g in grads):
+        raise MilestoneFailure(
+            "after loss.backward() no parameter has a gradient (.grad is None): the "
+            "graph from the parameters to the loss is not being recorded or walked."
+        )
+    for i, (p, g) in enumerate(zip(params, grads)):
+        if g is not None and to_numpy(g).shape != to_numpy(p).shape:
+            raise MilestoneFailure(
+                f"parameter {i} has shape {to_numpy(p).shape} but its gradient has shape "
+                f"{to_numpy(g).shape} (reduce gradients over broadcast axes)."
+            )
+    before = [to_numpy(p).copy() for p in params]
+    with step("the optimizer step (optimizer.step())"):
+        optimizer.step()
+    if optimizer.lr > 0 and all(np.array_equal(b, to_numpy(p)) for b, p in zip(before, params)):
+        raise MilestoneFailure("optimizer.step() changed no parameter: it must update p.data using p.grad.")
+
+
+# ---- the speed check: how long would training take? ---------------------------------------------
+class _OutOfTime(BaseException):  # BaseException: a student's `except Exception` cannot swallow it
+    pass
+
+
+class _Profile:
+    """Seconds spent in each layer's forward and each op's gradient rule, and what is running now."""
+
+    def __init__(self):
+        self.seconds = defaultdict(float)
+        self.running = []
+        self.running_at_alarm = []
+
+    def wrap(self, name, fn):
+        def timed(*args, **kwargs):
+            self.running.append(name)
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[name] += time.perf_counter() - start
+                self.running.pop()
+
+        return timed
+
+    def top(self, total, n=5):
+        rows = sorted(self.seconds.items(), key=lambda kv: -kv[1])[:n]
+        return "\n".join(f"    {seconds:8.2f} s  {seconds / total:4.0%}  {name}" for name, seconds in rows)
+
+
+@contextmanager
+def _profiled(tinytorch, model, profile):
+    """Time every leaf layer's forward and every gradient rule of the student's autograd."""
+    patched = []
+    try:
+        for name, module in model.named_modules():
+            if len(module.modules()) == 1:  # a leaf: its forward does the work itself
+                label = f"{type(module).__name__} ({name or 'the model'}) forward"
+                module.forward = profile.wrap(label, module.forward)
+                patched.append(module)
+    except Exception:
+        pass  # without named_modules the profile shows the gradient rules only
+    rules = getattr(getattr(tinytorch, "autograd", None), "GRADIENTS", None)
+    saved = dict(rules) if isinstance(rules, dict) else {}
+    for op, rule in saved.items():
+        rules[op] = profile.wrap(f"gradient of {op!r} (backward)", rule)
+    try:
+        yield
+    finally:
+        for module in patched:
+            del module.forward
+        if saved:
+            rules.update(saved)
+
+
+def speed_check(tinytorch, model, first_step, run_step, total_steps, budget_s, log, first_step_limit_s=20.0):
+    """Time a few training steps on a throwaway model and stop early, with the reason, when the whole
+    training (total_steps steps) would not fit in budget_s. first_step() performs the first step (it
+    may check each part on its own: check_one_step), run_step() each further one."""
+    profile = _Profile()
+
+    def alarm(signum, frame):
+        profile.running_at_alarm = list(profile.running)
+        raise _OutOfTime()
+
+    def minutes(seconds):
+        if seconds < 90:
+            return f"{seconds:.0f} s"
+        return f"{seconds / 60:.0f} min" if seconds < 5940 else f"{seconds / 3600:.1f} hours"
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    try:
+        with _profiled(tinytorch, model, profile):
+            start = time.perf_counter()
+            try:
+                signal.setitimer(signal.ITIMER_REAL, first_step_limit_s)
+                first_step()  # it also warms up caches
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            except _OutOfTime:
+                still = profile.running_at_alarm[-1] if profile.running_at_alarm else "your code"
+                raise MilestoneFailure(
+                    f"one training step took more than {first_step_limit_s:g} s and was stopped (it was in "
+                    f"{still}). Training needs {total_steps:,} steps within {minutes(budget_s)}, at most "
+                    f"{budget_s / total_steps:.2f} s per step: at this speed it would take more than "
+                    f"{minutes(first_step_limit_s * total_steps)}.\nWhere the time went:\n"
+                    f"{profile.top(time.perf_counter() - start)}\n"
+                    "Look there for Python loops over pixels, channels or images: one numpy operation on "
+                    "the whole batch (strided windows and one matmul for a convolution) does the same work "
+                    "hundreds of times faster."
+                ) from None
+            profile.seconds.clear()
+            start = time.perf_counter()
+            for _ in range(2):
+                with step("a training step of the speed check"):
+                    run_step()
+            per_step = (time.perf_counter() - start) / 2
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    estimate = per_step * total_steps
+    if estimate > budget_s:
+        raise MilestoneFailure(
+            f"training would take about {minutes(estimate)} ({total_steps:,} steps at {per_step:.2f} s each); "
+            f"the time budget is {minutes(budget_s)}, so it was not started.\nWhere one step spends its time:\n"
+            f"{profile.top(2 * per_step)}\n"
+            "Look there for Python loops over pixels, channels or images where one numpy operation on "
+            "the whole batch would do."
+        )
+    log(f"speed check: {per_step:.2f} s per training step, about {minutes(estimate)} for {total_steps:,} steps")
 
 
 def _in_student_code(filename):
@@ -98,6 +272,7 @@ def _student_main(work):
             tinytorch, build_model, inputs, job["recipe"], log=lambda text: print(text, flush=True)
         )
         np.savez(work / "outputs.npz", **outputs)
+        report["peak_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         (work / "report.json").write_text(json.dumps(report))
     except Exception as err:  # everything the student's code raised, told in their terms
         (work / "failure.txt").write_text(_explain(err))
@@ -115,9 +290,10 @@ def _too_slow(seconds):
 
 
 def _stream(pipe, log, lines):
-    for line in pipe:
-        lines.append(line.rstrip("\n"))
-        log(lines[-1])
+    for line in pipe:  # text mode: a progress bar's "\r" updates arrive as lines too
+        if line.strip():  # a closing progress bar leaves a line of spaces
+            lines.append(line.rstrip("\n"))
+            log(lines[-1])
 
 
 def run_student_process(milestone, package, model_source, recipe, inputs, log=print):
@@ -139,6 +315,7 @@ def run_student_process(milestone, package, model_source, recipe, inputs, log=pr
             )
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TINYTORCH_DATA", "PYTHON"))}
+        env.setdefault("TQDM_MININTERVAL", "10")  # a progress bar's line every 10 s in logs, not every batch
         # -I: neither the current folder nor PYTHONPATH nor user site-packages come on the import path
         proc = subprocess.Popen(
             [sys.executable, "-I", "-m", "milestones.judge", str(work)],
@@ -190,7 +367,10 @@ def judge(milestone, package, model_source=None, log=print, who="your tinytorch"
     )
     accuracy = milestone.score(outputs, answers)
     result = Result(
-        accuracy, float(report.get("train_seconds", time.perf_counter() - started)), int(report.get("epochs", 0))
+        accuracy,
+        float(report.get("train_seconds", time.perf_counter() - started)),
+        int(report.get("epochs", 0)),
+        float(report.get("peak_memory_mb", 0.0)),
     )
     if accuracy < config["threshold"]:
         raise MilestoneFailure(milestone.failure_hint(accuracy))

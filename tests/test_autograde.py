@@ -8,6 +8,10 @@
   message naming the syntax error.
 - "trick-*" students submit honest modules but a model that cannot reach 85% (one hidden unit),
   plus one trick each to fool the milestone judge from their notebook: all of them score zero.
+Modules 06–11 and Milestone 2 (slow: Milestone 2 trains a CNN on CIFAR-10 for each student):
+- "ada" full marks, Milestone 2 achieved; "ben" (untouched release) zero without crashing;
+- "cy" has one bug in 06, a conv weight gradient with swapped axes: loses exactly the tests that the
+  same bug fails in tests/wrong_variants/06_spatial.yml, nothing in 07–11, and Milestone 2.
 The course is a fresh copy with no gradebook: `autograde` registers the assignments itself.
 """
 
@@ -18,6 +22,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import yaml
 
 from tito.course import MODULES
 
@@ -96,14 +101,19 @@ def add_trick(nb, code):
     return nb
 
 
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    from tito.grading import autograde
-
+def course_copy(tmp_path_factory):
     root = tmp_path_factory.mktemp("course")
     shutil.copytree(REPO / "source", root / "source")
     shutil.copy(REPO / "nbgrader_config.py", root)
     shutil.copytree(REPO / "release", root / "release")
+    return root
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    from tito.grading import autograde
+
+    root = course_copy(tmp_path_factory)
     os.environ["TINYTORCH_CELL_TIMEOUT"] = "10"  # keeps dee's infinite loop short
 
     for a in ASSIGNMENTS:
@@ -216,3 +226,59 @@ def test_a_summary_without_milestones_has_no_milestone_section(tmp_path):
     (tmp_path / "nbgrader_config.py").write_text((REPO / "nbgrader_config.py").read_text())
     text = "\n".join(summary(tmp_path, [Outcome("ada", "01_tensor", True, 29, 29)]))
     assert "ada" in text and "Milestone" not in text
+
+
+# ---------------------------------------------------------------------- Modules 06–11, Milestone 2
+REVOLUTION = MODULES[5:11] + ["milestone_2"]
+CONV_BUG = next(
+    v
+    for v in yaml.safe_load((REPO / "tests" / "wrong_variants" / "06_spatial.yml").read_text())
+    if v["name"] == "conv-weight-grad-with-swapped-axes"
+)
+
+
+@pytest.fixture(scope="module")
+def graded_revolution(tmp_path_factory):
+    from tito.grading import autograde
+
+    root = course_copy(tmp_path_factory)
+    for a in MODULES[:11] + ["milestone_2"]:  # a milestone is graded on the student's own 01–11
+        submit(root, "ada", a, solved(root, a))
+        submit(root, "ben", a, notebook(root, "release", a))
+        cy = solved(root, a)
+        if a == "06_spatial":
+            cell = next(c for c in cy.cells if c.metadata.get("nbgrader", {}).get("grade_id") == CONV_BUG["cell"])
+            cell.source = cell.source.replace(CONV_BUG["old"], CONV_BUG["new"])
+        submit(root, "cy", a, cy)
+    outcomes = autograde(root, assignments=REVOLUTION, students=["ada", "ben", "cy"])
+    return root, {(o.student, o.assignment): o for o in outcomes}
+
+
+@pytest.mark.slow
+def test_revolution_reference_gets_full_marks_and_the_milestone(graded_revolution):
+    root, outcomes = graded_revolution
+    for a in REVOLUTION:
+        o = outcomes[("ada", a)]
+        assert o.graded and o.max_score > 0 and o.score == o.max_score, (a, o)
+    judged = json.dumps(notebook(root, "autograded/ada", "milestone_2").cells)
+    assert "MILESTONE 2 ACHIEVED" in judged and "speed check" in judged
+
+
+@pytest.mark.slow
+def test_revolution_untouched_release_scores_zero_without_crashing(graded_revolution):
+    _, outcomes = graded_revolution
+    for a in REVOLUTION:
+        o = outcomes[("ben", a)]
+        assert o.graded and o.score == 0, (a, o)
+
+
+@pytest.mark.slow
+def test_swapped_conv_weight_gradient_costs_exactly_its_tests_and_milestone_2(graded_revolution):
+    root, outcomes = graded_revolution
+    lost = {name for name, (score, top) in cell_scores(root, "cy", "06_spatial").items() if score < top}
+    assert lost == set(CONV_BUG["fails"]), lost
+    for a in MODULES[6:11]:
+        assert outcomes[("cy", a)].score == outcomes[("cy", a)].max_score, a
+    o = outcomes[("cy", "milestone_2")]
+    assert o.graded and o.score == 0, o
+    assert "Milestone 2 needs 65%" in json.dumps(notebook(root, "autograded/cy", "milestone_2").cells)

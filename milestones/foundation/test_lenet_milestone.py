@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from milestones.judge import MilestoneFailure, judge, judge_notebooks, step
+from milestones.judge import MilestoneFailure, check_logits, check_one_step, judge, judge_notebooks, step
 from tito.checks import to_numpy
 
 CONFIG = yaml.safe_load(Path(__file__).with_name("milestone.yml").read_text())
@@ -40,21 +40,9 @@ def judge_inputs():
 
 
 def _logits(out, n):
-    """The model's output as a numpy array, after checking it is (n, 10) and finite."""
-    logits = to_numpy(out)
-    if logits.shape != (n, 10):
-        raise MilestoneFailure(
-            f"for a batch of {n} images the model returned shape {logits.shape}; it must return "
-            f"({n}, 10): one score (logit) per digit class. Check that the last Linear layer has 10 "
-            "outputs and the first one takes 784 inputs."
-        )
-    if not np.all(np.isfinite(logits)):
-        raise MilestoneFailure(
-            "the model's outputs contain NaN or inf: training blew up. Look for a learning rate that is "
-            "too large, an initialisation with too large weights, or a gradient rule that is off "
-            "(run the gradchecks of modules 02–05)."
-        )
-    return logits
+    return check_logits(
+        out, n, 10, "Check that the last Linear layer has 10 outputs and the first one takes 784 inputs."
+    )
 
 
 def score(outputs, answers):
@@ -74,51 +62,12 @@ def failure_hint(accuracy):
 
 # --------------------------------------------------------------------------------- student side
 def _check_one_step(tinytorch, build_model, X, y, lr, momentum):
-    """One training step on a small batch with every part on its own, so a failure names its step.
-
-    It uses a throwaway model: the model that is judged is built afterwards from the seed.
-    """
+    """One training step on a small batch with a throwaway model (the judged one is built afterwards)."""
     with step("building the model (build_model())"):
         model = build_model()
-    with step("model.parameters()"):
-        params = list(model.parameters())
-    if not params:
-        raise MilestoneFailure(
-            "model.parameters() returned no parameters, so there is nothing to train. "
-            "Module.parameters() must find the Parameters of every layer."
-        )
-    with step("creating the loss (CrossEntropyLoss) and the optimizer (SGD)"):
-        loss_fn = tinytorch.CrossEntropyLoss()
-        optimizer = tinytorch.SGD(params, lr=lr, momentum=momentum)
-    with step("optimizer.zero_grad()"):
-        optimizer.zero_grad()
-    with step("the forward pass"):
-        out = model(tinytorch.Tensor(X))
-    _logits(out, len(X))
-    with step("the loss (CrossEntropyLoss)"):
-        loss = loss_fn(out, y)
-    value = to_numpy(loss)
-    if value.size != 1 or not np.isfinite(value).all():
-        raise MilestoneFailure(f"the loss should be one finite number, got {value!r}.")
-    with step("the backward pass (loss.backward())"):
-        loss.backward()
-    grads = [p.grad for p in params]
-    if all(g is None for g in grads):
-        raise MilestoneFailure(
-            "after loss.backward() no parameter has a gradient (.grad is None): the "
-            "graph from the parameters to the loss is not being recorded or walked."
-        )
-    for i, (p, g) in enumerate(zip(params, grads)):
-        if g is not None and to_numpy(g).shape != to_numpy(p).shape:
-            raise MilestoneFailure(
-                f"parameter {i} has shape {to_numpy(p).shape} but its gradient has shape "
-                f"{to_numpy(g).shape} (reduce gradients over broadcast axes)."
-            )
-    before = [to_numpy(p).copy() for p in params]
-    with step("the optimizer step (optimizer.step())"):
-        optimizer.step()
-    if lr > 0 and all(np.array_equal(b, to_numpy(p)) for b, p in zip(before, params)):
-        raise MilestoneFailure("optimizer.step() changed no parameter: it must update p.data using p.grad.")
+    with step("model.parameters() and creating the optimizer (SGD)"):
+        optimizer = tinytorch.SGD(list(model.parameters()), lr=lr, momentum=momentum)
+    check_one_step(tinytorch, model, optimizer, tinytorch.Tensor(X), y, lambda out: _logits(out, len(X)))
 
 
 def predict(tinytorch, model, X, batch_size=1000):

@@ -1,0 +1,109 @@
+"""Milestone 2 demo: watch the CNN you built recognise photographs, right in the terminal.
+
+    tito milestone demo 2                                     # with your exported tinytorch
+    python -m milestones.revolution.demo_alexnet_milestone    # the same, if tinytorch is importable
+
+It trains the judge's CNN with your package (a few minutes, with a progress bar), then shows test
+images it has never seen in colour (a terminal with 24-bit colour draws two pixels per character),
+with its top-3 guesses, and a confusion matrix of all 10,000.
+"""
+
+import argparse
+import shutil
+
+import numpy as np
+
+from milestones.revolution.test_alexnet_milestone import CONFIG, cifar10, predict, train
+from tito.datasets import CIFAR10_CLASSES
+
+
+def colour_image(image, scale=2):
+    """(32, 32, 3) uint8 -> lines of text: '▀' with the upper pixel as foreground, the lower as background."""
+    small = image[::scale, ::scale].astype(int)
+    if len(small) % 2:
+        small = small[:-1]
+    lines = []
+    for top, bottom in zip(small[0::2], small[1::2]):
+        lines.append(
+            "".join(f"\x1b[38;2;{a[0]};{a[1]};{a[2]}m\x1b[48;2;{b[0]};{b[1]};{b[2]}m▀" for a, b in zip(top, bottom))
+            + "\x1b[0m"
+        )
+    return lines
+
+
+def softmax(logits):
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def show_images(images, labels, probs, indices, scale=2):
+    """Images side by side, each with the network's top-3 classes and whether the first is right."""
+    width = 32 // scale + 22
+    per_row = max(1, min(len(indices), shutil.get_terminal_size((120, 40)).columns // width))
+    for start in range(0, len(indices), per_row):
+        chunk = indices[start : start + per_row]
+        arts = [colour_image(images[i], scale) for i in chunk]
+        tops = [np.argsort(probs[i])[::-1][:3] for i in chunk]
+        print()
+        for line in range(len(arts[0])):
+            row = ""
+            for art, top, i in zip(arts, tops, chunk):
+                text = ""
+                if line < 3:
+                    text = f" {CIFAR10_CLASSES[top[line]]:<10} {probs[i, top[line]]:4.0%}"
+                elif line == 4:
+                    text = " right" if top[0] == labels[i] else f" WRONG: {CIFAR10_CLASSES[labels[i]]}"
+                row += art[line] + text.ljust(width - 32 // scale)
+            print(row)
+
+
+def show_confusion(labels, guesses):
+    """10x10 counts: row = true class, column = the network's guess; the diagonal is what it got right."""
+    matrix = np.bincount(labels * 10 + guesses, minlength=100).reshape(10, 10)
+    names = [c[:5] for c in CIFAR10_CLASSES]
+    print("\nConfusion matrix on the 10,000 test images (rows: true class, columns: guess)")
+    print("             " + "".join(f"{n:>6}" for n in names) + "   correct")
+    for r in range(10):
+        cells = "".join((f"[{matrix[r, c]:>4}]" if r == c else f"{matrix[r, c] or '.':>6}") for c in range(10))
+        print(f"  {CIFAR10_CLASSES[r]:<10} {cells}   {matrix[r, r] / matrix[r].sum():6.1%}")
+    off = matrix - np.diag(np.diag(matrix))
+    r, c = np.unravel_index(off.argmax(), off.shape)
+    print(f"\nIts most common mistake: taking a {CIFAR10_CLASSES[r]} for a {CIFAR10_CLASSES[c]} ({off[r, c]} times).")
+    return matrix
+
+
+def main(tinytorch=None, epochs=None, model=None, samples=8, seed=None):
+    """Train with the judge's recipe (or show an already trained model), then show what it sees."""
+    if tinytorch is None:
+        import tinytorch  # your exported package
+    recipe = {**CONFIG["judge"], **({"epochs": epochs} if epochs else {})}
+    (X_train, y_train), (X_test, y_test) = cifar10()
+    if model is None:
+        print(f"Training the judge's CNN with your tinytorch for {recipe['epochs']} epoch(s) on 50,000 images...")
+        namespace = {}
+        exec("from tinytorch import *", namespace)
+        exec(CONFIG["model"]["default_source"], namespace)
+        model, report = train(tinytorch, namespace["build_model"], X_train, y_train, recipe)
+        print(f"Done in {report['train_seconds']:.0f} s.")
+
+    probs = softmax(predict(tinytorch, model, X_test, recipe).astype(np.float64))
+    guesses = probs.argmax(axis=1)
+    print(f"{np.mean(guesses == y_test):.2%} of the 10,000 test images right.")
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(X_test), size=samples, replace=False)
+    wrong = np.flatnonzero(guesses != y_test)
+    if len(wrong):  # one of its mistakes is more instructive than one more right answer
+        picks[-1] = rng.choice(wrong)
+    print(f"\n{samples} test images your network has never seen, with its three best guesses:")
+    show_images(X_test, y_test, probs, list(picks))
+    show_confusion(y_test, guesses)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--epochs", type=int, default=None, help="default: the judge's recipe")
+    parser.add_argument("--samples", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=None, help="fix which images are shown")
+    args = parser.parse_args()
+    main(epochs=args.epochs, samples=args.samples, seed=args.seed)

@@ -1,0 +1,276 @@
+"""Milestone 2 judge: train a CNN with *your* tinytorch on CIFAR-10 and measure its test accuracy.
+
+pytest, `tito milestone test 2`, the notebook's check and nbgrader's grading all go through
+milestones.judge.judge(), so they always agree. Your package supplies the model, the data pipeline,
+the optimizer, the schedule and the training loop, in a fresh process; the judge keeps the test
+labels and counts the correct answers itself. The recipe is milestone.yml.
+
+Your package is called through this interface (later modules must keep it working):
+    Conv2d, BatchNorm2d, MaxPool2d, ReLU, Flatten, Linear, Sequential (the default build_model),
+    ArrayDataset(X, y), DataLoader(dataset, batch_size=, shuffle=, drop_last=, seed=, transform=),
+    Normalize(mean, std), RandomHorizontalFlip(p, seed=), Compose([...]), CrossEntropyLoss(),
+    Adam(params, lr=, weight_decay=), OneCycleLR(optimizer, max_lr=, total_steps=),
+    Trainer(model, loss_fn, optimizer, scheduler=, progress=).fit(loader, epochs) -> history,
+    model(x) -> (N, 10) logits, model.parameters(), model.named_modules(), model.eval(), no_grad(),
+    tinytorch.autograd.GRADIENTS (the speed check times each gradient rule)
+"""
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from milestones.judge import (
+    MilestoneFailure,
+    check_logits,
+    check_one_step,
+    judge,
+    judge_notebooks,
+    speed_check,
+    step,
+)
+from tito.checks import to_numpy
+
+CONFIG = yaml.safe_load(Path(__file__).with_name("milestone.yml").read_text())
+THRESHOLD = CONFIG["threshold"]
+
+
+def cifar10():
+    """CIFAR-10 as uint8 (N, 32, 32, 3) images and int64 labels; the loader caches it, read-only."""
+    from tito.datasets import load_cifar10
+
+    return load_cifar10()
+
+
+# ---------------------------------------------------------------------------------- grader side
+def judge_inputs():
+    """What the student process gets (no test labels), and the answers the grader keeps."""
+    (X_train, y_train), (X_test, y_test) = cifar10()
+    return {"X_train": X_train, "y_train": y_train, "X_test": X_test}, y_test
+
+
+def _logits(out, n):
+    return check_logits(
+        out,
+        n,
+        10,
+        "The model takes channels-last images (N, 32, 32, 3); check that the last Linear layer has 10 "
+        "outputs and that its inputs match what Flatten produces (height x width x channels).",
+    )
+
+
+def score(outputs, answers):
+    """Fraction of test images whose largest logit is the right class: the grader's own count."""
+    return float(np.mean(_logits(outputs["logits"], len(answers)).argmax(axis=1) == answers))
+
+
+def failure_hint(accuracy):
+    return (
+        f"your model reached {accuracy:.2%} test accuracy; Milestone 2 needs {THRESHOLD:.0%}. "
+        "With this recipe a correct tinytorch gets about 70%. Near 10% means the model is guessing: "
+        "check the gradchecks of Conv2d and BatchNorm (modules 06 and 09), that Adam and the one-cycle "
+        "schedule change the learning rate as they should (module 08), and that Trainer.fit calls "
+        "zero_grad, backward, step and the scheduler for every batch (module 11). Between 30% and 60%: "
+        "look for eval() not reaching BatchNorm, a schedule stepped per epoch, or Normalize using the "
+        "wrong axis."
+    )
+
+
+# --------------------------------------------------------------------------------- student side
+def transform(tinytorch, recipe, train):
+    """Normalize every batch; in training also flip images left-right at random (the student's code)."""
+    normalize = tinytorch.Normalize(recipe["mean"], recipe["std"])
+    if not train:
+        return normalize
+    return tinytorch.Compose([tinytorch.RandomHorizontalFlip(recipe["flip"], seed=recipe["seed"]), normalize])
+
+
+def loader(tinytorch, X, y, recipe):
+    with step("creating the DataLoader (ArrayDataset, DataLoader, Normalize, RandomHorizontalFlip, Compose)"):
+        return tinytorch.DataLoader(
+            tinytorch.ArrayDataset(X, y),
+            batch_size=recipe["batch_size"],
+            shuffle=True,
+            drop_last=True,
+            seed=recipe["seed"],
+            transform=transform(tinytorch, recipe, train=True),
+        )
+
+
+def _first_batch(data, batch_size):
+    with step("taking the first batch from the DataLoader"):
+        x, y = next(iter(data))
+    shape = to_numpy(x).shape
+    if shape != (batch_size, 32, 32, 3) or to_numpy(x).dtype != np.float32:
+        raise MilestoneFailure(
+            f"the DataLoader's first batch holds images of shape {shape} and dtype {to_numpy(x).dtype}; "
+            f"expected ({batch_size}, 32, 32, 3) float32: Normalize turns uint8 pixels into float32."
+        )
+    if len(y) != batch_size:
+        raise MilestoneFailure(f"the DataLoader's first batch has {len(y)} labels for {batch_size} images.")
+    return x, y
+
+
+def _probe(tinytorch, build_model, X, y, recipe, total_steps, log):
+    """A throwaway model: check one training step part by part, then estimate the training time."""
+    x, labels = _first_batch(loader(tinytorch, X, y, recipe), recipe["batch_size"])
+    with step("building the model (build_model())"):
+        model = build_model()
+    with step("model.parameters() and creating the optimizer (Adam)"):
+        optimizer = tinytorch.Adam(list(model.parameters()), lr=recipe["max_lr"])
+    loss_fn = tinytorch.CrossEntropyLoss()
+
+    def first_step():
+        check_one_step(tinytorch, model, optimizer, x, labels, lambda out: _logits(out, len(labels)))
+
+    def one_step():
+        optimizer.zero_grad()
+        loss_fn(model(x), labels).backward()
+        optimizer.step()
+
+    limit = recipe["speed_check_first_step_s"]
+    speed_check(tinytorch, model, first_step, one_step, total_steps, recipe["time_budget_s"], log, limit)
+
+
+def train(tinytorch, build_model, X_train, y_train, recipe, log=print):
+    """Train a fresh model with the recipe and the student's Trainer; return (model, report)."""
+    data = loader(tinytorch, X_train, y_train, recipe)
+    total_steps = recipe["epochs"] * len(data)
+    _probe(tinytorch, build_model, X_train, y_train, recipe, total_steps, log)
+    np.random.seed(recipe["seed"])  # tinytorch's initialisers and Dropout draw from numpy's global generator
+    with step("building the model (build_model())"):
+        model = build_model()
+    with step("creating the loss, the optimizer (Adam), the schedule (OneCycleLR) and the Trainer"):
+        optimizer = tinytorch.Adam(model.parameters(), lr=recipe["max_lr"], weight_decay=recipe["weight_decay"])
+        scheduler = tinytorch.OneCycleLR(optimizer, max_lr=recipe["max_lr"], total_steps=total_steps)
+        trainer = tinytorch.Trainer(model, tinytorch.CrossEntropyLoss(), optimizer, scheduler=scheduler, progress=True)
+    start = time.perf_counter()
+    with step("training (your Trainer.fit)"):
+        history = trainer.fit(data, recipe["epochs"])
+    seconds = time.perf_counter() - start
+    if not isinstance(history, dict) or len(history.get("train_loss", [])) != recipe["epochs"]:
+        raise MilestoneFailure(
+            f"Trainer.fit should return its history with one train_loss per epoch ({recipe['epochs']}), got {history!r}."
+        )
+    report = {
+        "train_seconds": seconds,
+        "epochs": recipe["epochs"],
+        "epoch_losses": list(map(float, history["train_loss"])),
+    }
+    return model, report
+
+
+def predict(tinytorch, model, X, recipe, batch_size=1000):
+    """The model's logits for every image in X (uint8), normalised batch by batch, in eval mode."""
+    normalize = transform(tinytorch, recipe, train=False)
+    with step("model.eval()"):
+        model.eval()
+    chunks = []
+    with tinytorch.no_grad():
+        for start in range(0, len(X), batch_size):
+            with step("normalising the test images (Normalize)"):
+                xb = tinytorch.Tensor(normalize(np.array(X[start : start + batch_size])))
+            with step("the forward pass on the test images"):
+                out = model(xb)
+            chunks.append(_logits(out, len(xb)))
+    model.train()
+    return np.concatenate(chunks)
+
+
+def train_and_predict(tinytorch, build_model, inputs, recipe, log=print):
+    """Student side of the judge: train on the training set, return logits for the test images."""
+    model, report = train(tinytorch, build_model, inputs["X_train"], inputs["y_train"], recipe, log)
+    return {"logits": predict(tinytorch, model, inputs["X_test"], recipe).astype(np.float32)}, report
+
+
+# ------------------------------------------------------------------------------------ entry points
+def judge_package(package, model_source=None, who="your tinytorch", **recipe_changes):
+    """Judge the exported tinytorch at `package` (a folder named tinytorch)."""
+    return judge(sys.modules[__name__], package, model_source, who=who, **recipe_changes)
+
+
+def check(build_model):
+    """The notebook's milestone check: the same judge as the grader, on your saved module notebooks
+    and the build_model cell you last ran."""
+    from milestones.foundation.test_lenet_milestone import _cell_defining
+    from tito.course import milestone
+    from tito.notebook import notebook_folder
+
+    folder, _ = notebook_folder(Path.cwd())
+    judge_notebooks(sys.modules[__name__], folder, milestone(2).requires, _cell_defining(build_model))
+
+
+# ------------------------------------------------------------------------------------ pytest
+def _quiet(*args, **kwargs):
+    pass
+
+
+def _package(module):
+    return Path(module.__file__).parent
+
+
+def test_student_process_never_sees_the_test_labels():
+    inputs, answers = judge_inputs()
+    assert sorted(inputs) == ["X_test", "X_train", "y_train"] and len(answers) == len(inputs["X_test"])
+    assert inputs["X_train"].dtype == np.uint8, "images travel as uint8: 150 MB, not 600 MB of float32"
+    assert not any(np.shares_memory(answers, array) for array in inputs.values())
+
+
+def test_reference_package_reaches_threshold(reference_tinytorch):
+    result = judge_package(_package(reference_tinytorch), who="the reference solutions")
+    assert result.accuracy >= THRESHOLD and result.epochs == CONFIG["judge"]["epochs"]
+
+
+def test_judge_fails_a_model_that_does_not_learn(reference_tinytorch):
+    import pytest  # only the tests need it; the notebooks import this file without pytest
+
+    # max_lr=0: the weights never move, so the network guesses (about 10%) and the threshold must fail
+    with pytest.raises(AssertionError, match="Milestone 2 needs 65%"):
+        judge(sys.modules[__name__], _package(reference_tinytorch), max_lr=0.0, epochs=1, log=_quiet)
+
+
+SLOW_CONV = '''
+import numpy as np
+from tinytorch.autograd import gradient
+
+
+def slow_conv2d(x, weight, bias, padding):
+    """A convolution with Python loops over images, pixels and channels, as students first write it."""
+    n, h, w, cin = x.shape
+    kh, kw, _, cout = weight.shape
+    xp = np.pad(x.data, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    out = np.zeros((n, h, w, cout), dtype=np.float32)
+    for i in range(n):
+        for r in range(h):
+            for c in range(w):
+                for o in range(cout):
+                    out[i, r, c, o] = np.sum(xp[i, r:r + kh, c:c + kw, :] * weight.data[:, :, :, o]) + bias.data[o]
+    return Tensor._make(out, (x, weight, bias), "conv2d", ctx=None)
+
+
+class SlowConv2d(Conv2d):
+    def forward(self, x):
+        return slow_conv2d(x, self.weight, self.bias, self.padding)
+
+
+def build_model():
+    return Sequential(SlowConv2d(3, 8, 3, padding=1), MaxPool2d(2), ReLU(), Flatten(), Linear(16 * 16 * 8, 10))
+'''
+
+
+def test_judge_stops_a_slow_implementation_within_seconds_and_says_why(reference_tinytorch):
+    import pytest
+
+    start = time.perf_counter()
+    with pytest.raises(AssertionError, match=r"(?s)one training step took more than 5 s.*SlowConv2d.*forward"):
+        judge_package(_package(reference_tinytorch), SLOW_CONV, log=_quiet, speed_check_first_step_s=5)
+    assert time.perf_counter() - start < 60
+
+
+def test_judge_does_not_start_training_that_would_not_fit_its_budget(reference_tinytorch):
+    import pytest
+
+    with pytest.raises(AssertionError, match=r"(?s)training would take about .* the time budget is 10 s.*Conv2d"):
+        judge_package(_package(reference_tinytorch), log=_quiet, time_budget_s=10)
