@@ -58,8 +58,8 @@ def test_an_unfinished_module_is_not_marked_complete(tmp_path):
 
 
 def test_milestones_beyond_this_release_say_so(tmp_path):
-    code, out = tito(REPO, "milestone", "test", "2")
-    assert code != 0 and "arrives with 11_training" in out
+    code, out = tito(REPO, "milestone", "test", "3")
+    assert code != 0 and "arrives with 16_tinygpt" in out
 
 
 def test_demo_shows_predictions_on_test_digits():

@@ -203,6 +203,16 @@ def check(build_model):
 
 
 # ------------------------------------------------------------------------------------ pytest
+try:  # the notebooks import this file where pytest may be missing
+    import pytest
+
+    slow = pytest.mark.slow  # trains for real: minutes
+except ImportError:
+
+    def slow(test):
+        return test
+
+
 def _quiet(*args, **kwargs):
     pass
 
@@ -218,14 +228,14 @@ def test_student_process_never_sees_the_test_labels():
     assert not any(np.shares_memory(answers, array) for array in inputs.values())
 
 
+@slow
 def test_reference_package_reaches_threshold(reference_tinytorch):
     result = judge_package(_package(reference_tinytorch), who="the reference solutions")
     assert result.accuracy >= THRESHOLD and result.epochs == CONFIG["judge"]["epochs"]
 
 
+@slow
 def test_judge_fails_a_model_that_does_not_learn(reference_tinytorch):
-    import pytest  # only the tests need it; the notebooks import this file without pytest
-
     # max_lr=0: the weights never move, so the network guesses (about 10%) and the threshold must fail
     with pytest.raises(AssertionError, match="Milestone 2 needs 65%"):
         judge(sys.modules[__name__], _package(reference_tinytorch), max_lr=0.0, epochs=1, log=_quiet)
@@ -261,8 +271,6 @@ def build_model():
 
 
 def test_judge_stops_a_slow_implementation_within_seconds_and_says_why(reference_tinytorch):
-    import pytest
-
     start = time.perf_counter()
     with pytest.raises(AssertionError, match=r"(?s)one training step took more than 5 s.*SlowConv2d.*forward"):
         judge_package(_package(reference_tinytorch), SLOW_CONV, log=_quiet, speed_check_first_step_s=5)
@@ -270,7 +278,5 @@ def test_judge_stops_a_slow_implementation_within_seconds_and_says_why(reference
 
 
 def test_judge_does_not_start_training_that_would_not_fit_its_budget(reference_tinytorch):
-    import pytest
-
     with pytest.raises(AssertionError, match=r"(?s)training would take about .* the time budget is 10 s.*Conv2d"):
         judge_package(_package(reference_tinytorch), log=_quiet, time_budget_s=10)
