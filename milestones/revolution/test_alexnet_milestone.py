@@ -280,3 +280,16 @@ def test_judge_stops_a_slow_implementation_within_seconds_and_says_why(reference
 def test_judge_does_not_start_training_that_would_not_fit_its_budget(reference_tinytorch):
     with pytest.raises(AssertionError, match=r"(?s)training would take about .* the time budget is 10 s.*Conv2d"):
         judge_package(_package(reference_tinytorch), log=_quiet, time_budget_s=10)
+
+
+def test_demo_shows_images_with_top3_guesses_and_a_confusion_matrix(reference_tinytorch, capsys):
+    from milestones.revolution.demo_alexnet_milestone import main
+
+    namespace = {}
+    exec("from tinytorch import *", namespace)
+    exec(CONFIG["model"]["default_source"], namespace)
+    np.random.seed(0)
+    main(reference_tinytorch, model=namespace["build_model"](), samples=4, seed=0)  # untrained: no training time
+    out = capsys.readouterr().out
+    assert "three best guesses" in out and "Confusion matrix on the 10,000 test images" in out
+    assert "\x1b[38;2;" in out, "images are drawn in 24-bit colour"
