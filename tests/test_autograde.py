@@ -288,7 +288,7 @@ def test_revolution_untouched_release_scores_zero_without_crashing(graded_revolu
 
 @pytest.mark.slow
 @revolution
-def test_swapped_conv_weight_gradient_costs_exactly_its_tests_and_milestone_2(graded_revolution):
+def test_revolution_swapped_conv_weight_gradient_costs_exactly_its_tests_and_milestone_2(graded_revolution):
     root, outcomes = graded_revolution
     lost = {name for name, (score, top) in cell_scores(root, "cy", "06_spatial").items() if score < top}
     assert lost == set(CONV_BUG["fails"]), lost
