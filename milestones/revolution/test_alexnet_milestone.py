@@ -72,9 +72,9 @@ def failure_hint(accuracy):
         "With this recipe a correct tinytorch gets about 70%. Near 10% means the model is guessing: "
         "check the gradchecks of Conv2d and BatchNorm (modules 06 and 09), that Adam and the one-cycle "
         "schedule change the learning rate as they should (module 08), and that Trainer.fit calls "
-        "zero_grad, backward, step and the scheduler for every batch (module 11). Between 30% and 60%: "
-        "look for eval() not reaching BatchNorm, a schedule stepped per epoch, or Normalize using the "
-        "wrong axis."
+        "zero_grad, backward, step and the scheduler for every batch (module 11). Between 30% and 60%, "
+        "part of the network is not learning: a gradient rule that is slightly off (conv weights, batch "
+        "norm), eval() not reaching BatchNorm, a schedule stepped per epoch, or Normalize on the wrong axis."
     )
 
 
