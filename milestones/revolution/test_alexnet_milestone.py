@@ -25,9 +25,9 @@ import yaml
 from milestones.judge import (
     MilestoneFailure,
     check_logits,
+    check_notebook,
     check_one_step,
     judge,
-    judge_notebooks,
     speed_check,
     step,
 )
@@ -192,14 +192,8 @@ def judge_package(package, model_source=None, who="your tinytorch", **recipe_cha
 
 
 def check(build_model):
-    """The notebook's milestone check: the same judge as the grader, on your saved module notebooks
-    and the build_model cell you last ran."""
-    from milestones.foundation.test_lenet_milestone import _cell_defining
-    from tito.course import milestone
-    from tito.notebook import notebook_folder
-
-    folder, _ = notebook_folder(Path.cwd())
-    judge_notebooks(sys.modules[__name__], folder, milestone(2).requires, _cell_defining(build_model))
+    """The notebook's milestone check (see milestones.judge.check_notebook)."""
+    check_notebook(sys.modules[__name__], build_model)
 
 
 # ------------------------------------------------------------------------------------ pytest
