@@ -391,6 +391,31 @@ def judge_notebooks(milestone, folder, requires, model_source, log=print, who="y
         return judge(milestone, package, model_source, log=log, who=who)
 
 
+def check_notebook(milestone, build_model):
+    """A milestone notebook's check cell: the same judge as the grader, on the student's saved module
+    notebooks (beside this notebook's folder) and the build_model cell they last ran."""
+    from tito.course import milestone as course_milestone
+    from tito.notebook import notebook_folder
+
+    folder, _ = notebook_folder(Path.cwd())
+    requires = course_milestone(milestone.CONFIG["number"]).requires
+    return judge_notebooks(milestone, folder, requires, cell_defining(build_model))
+
+
+def cell_defining(function):
+    """The source of the notebook cell that last defined `function` (IPython keeps every input)."""
+    import inspect
+
+    try:
+        history = get_ipython().user_ns.get("In", [])  # noqa: F821
+    except NameError:
+        history = []
+    for cell in reversed(history):
+        if f"def {function.__name__}(" in cell:
+            return cell
+    return inspect.getsource(function)
+
+
 def banner(config, result, who):
     """The achievement message: what was reached, and what did the work."""
     from tito.course import milestone as course_milestone

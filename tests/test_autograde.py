@@ -144,6 +144,11 @@ def graded(tmp_path_factory):
     return root, {(o.student, o.assignment): o for o in outcomes}
 
 
+# With pytest-xdist, the tests that share a graded course run on one worker, which grades it once.
+foundation = pytest.mark.xdist_group("autograde-foundation")
+revolution = pytest.mark.xdist_group("autograde-revolution")
+
+
 def cell_scores(root, student, assignment):
     from nbgrader.api import Gradebook
 
@@ -154,6 +159,7 @@ def cell_scores(root, student, assignment):
         return {g.name: (g.score, g.max_score) for g in nb.grades}
 
 
+@foundation
 def test_reference_solutions_get_full_marks(graded):
     root, outcomes = graded
     for a in ASSIGNMENTS:
@@ -161,6 +167,7 @@ def test_reference_solutions_get_full_marks(graded):
         assert o.graded and o.max_score > 0 and o.score == o.max_score, (a, o)
 
 
+@foundation
 def test_untouched_release_scores_zero_without_crashing(graded):
     _, outcomes = graded
     for a in ASSIGNMENTS:
@@ -168,6 +175,7 @@ def test_untouched_release_scores_zero_without_crashing(graded):
         assert o.graded and o.score == 0, (a, o)
 
 
+@foundation
 def test_wrong_relu_gradient_costs_exactly_the_relu_gradient_tests_and_the_milestone(graded):
     root, outcomes = graded
     lost = {name for name, (score, top) in cell_scores(root, "cy", "03_activations").items() if score < top}
@@ -177,6 +185,7 @@ def test_wrong_relu_gradient_costs_exactly_the_relu_gradient_tests_and_the_miles
     assert outcomes[("cy", "milestone_1")].graded and outcomes[("cy", "milestone_1")].score == 0
 
 
+@foundation
 def test_bad_submissions_are_reported_and_the_rest_is_graded(graded):
     root, outcomes = graded
     assert outcomes[("dee", "01_tensor")].score == outcomes[("dee", "01_tensor")].max_score
@@ -195,6 +204,7 @@ def test_bad_submissions_are_reported_and_the_rest_is_graded(graded):
 
 
 @pytest.mark.parametrize("trickster", TRICKS)
+@foundation
 def test_a_student_cell_cannot_fool_the_milestone_judge(graded, trickster):
     root, outcomes = graded
     o = outcomes[(trickster, "milestone_1")]
@@ -203,6 +213,7 @@ def test_a_student_cell_cannot_fool_the_milestone_judge(graded, trickster):
     assert "Milestone 1 needs 85%" in judged and "Judged by the grader" in judged
 
 
+@foundation
 def test_release_notebooks_hold_no_solution_code(graded):
     root, _ = graded
     for a in ASSIGNMENTS:
@@ -210,6 +221,7 @@ def test_release_notebooks_hold_no_solution_code(graded):
         assert "BEGIN SOLUTION" not in release and "BEGIN HIDDEN TESTS" not in release
 
 
+@foundation
 def test_the_class_summary_shows_milestone_rates_and_the_hardest_tests(graded):
     from tito.grading import summary
 
@@ -255,6 +267,7 @@ def graded_revolution(tmp_path_factory):
 
 
 @pytest.mark.slow
+@revolution
 def test_revolution_reference_gets_full_marks_and_the_milestone(graded_revolution):
     root, outcomes = graded_revolution
     for a in REVOLUTION:
@@ -265,6 +278,7 @@ def test_revolution_reference_gets_full_marks_and_the_milestone(graded_revolutio
 
 
 @pytest.mark.slow
+@revolution
 def test_revolution_untouched_release_scores_zero_without_crashing(graded_revolution):
     _, outcomes = graded_revolution
     for a in REVOLUTION:
@@ -273,7 +287,8 @@ def test_revolution_untouched_release_scores_zero_without_crashing(graded_revolu
 
 
 @pytest.mark.slow
-def test_swapped_conv_weight_gradient_costs_exactly_its_tests_and_milestone_2(graded_revolution):
+@revolution
+def test_revolution_swapped_conv_weight_gradient_costs_exactly_its_tests_and_milestone_2(graded_revolution):
     root, outcomes = graded_revolution
     lost = {name for name, (score, top) in cell_scores(root, "cy", "06_spatial").items() if score < top}
     assert lost == set(CONV_BUG["fails"]), lost

@@ -45,7 +45,9 @@ class GradingExecute(Execute):
       (folders read from the nbgrader configuration, not guessed from names).
     - A milestone's judge cell is not run in the student's kernel, where any earlier cell could
       have patched the judge: the judge runs here, in the grader's process, on a package exported
-      from the student's submitted notebooks, and its verdict becomes the cell's output.
+      from the student's submitted notebooks, and its verdict becomes the cell's output. The other
+      cells of a milestone notebook (loading data, training for the student's own curiosity) do
+      not count, so they are not run either: a class's milestones grade in the judge's time.
     - A crashed kernel (os._exit, a segfault, out of memory) still leaves a graded notebook: the cell
       that crashed it and every code cell after it get an error output, so their tests score zero
       instead of the whole submission failing to grade (or unexecuted test cells counting as passed).
@@ -86,8 +88,9 @@ class GradingExecute(Execute):
     def preprocess_cell(self, cell, resources, index):
         if cell.cell_type != "code":
             return cell, resources
-        if self._judge and cell.metadata.get("nbgrader", {}).get("grade_id") == self._judge_cell()["judge_cell"]:
-            cell.outputs = self._run_judge()
+        if self._judge:  # a milestone: only the judge counts, so no cell runs in the student's kernel
+            if cell.metadata.get("nbgrader", {}).get("grade_id") == self._judge_cell()["judge_cell"]:
+                cell.outputs = self._run_judge()
             return cell, resources
         if self._crashed_in is None:
             try:
@@ -109,7 +112,10 @@ class GradingExecute(Execute):
 
         model_id = self._judge_cell()["model_cell"]
         model = [c.source for c in self._nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == model_id]
-        lines = [f"Judged by the grader in a fresh process, with the modules in {self._owner}"]
+        lines = [
+            f"Judged by the grader in a fresh process, with the modules in {self._owner}.",
+            "(When grading, only this check runs; the notebook's other cells are for you.)",
+        ]
         outputs = []
         try:
             if not model:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from milestones.judge import MilestoneFailure, check_logits, check_one_step, judge, judge_notebooks, step
+from milestones.judge import MilestoneFailure, check_logits, check_notebook, check_one_step, judge, step
 from tito.checks import to_numpy
 
 CONFIG = yaml.safe_load(Path(__file__).with_name("milestone.yml").read_text())
@@ -135,27 +135,8 @@ def judge_package(package, model_source=None, who="your tinytorch", **recipe_cha
 
 
 def check(build_model):
-    """The notebook's milestone check: the same judge as the grader, on your saved module notebooks
-    and the build_model cell you last ran."""
-    from tito.course import milestone
-    from tito.notebook import notebook_folder
-
-    folder, _ = notebook_folder(Path.cwd())
-    judge_notebooks(sys.modules[__name__], folder, milestone(1).requires, _cell_defining(build_model))
-
-
-def _cell_defining(function):
-    """The source of the notebook cell that last defined `function` (IPython keeps every input)."""
-    import inspect
-
-    try:
-        history = get_ipython().user_ns.get("In", [])  # noqa: F821
-    except NameError:
-        history = []
-    for cell in reversed(history):
-        if f"def {function.__name__}(" in cell:
-            return cell
-    return inspect.getsource(function)
+    """The notebook's milestone check (see milestones.judge.check_notebook)."""
+    check_notebook(sys.modules[__name__], build_model)
 
 
 # ------------------------------------------------------------------------------------ pytest
