@@ -16,6 +16,9 @@ A milestone's own file (e.g. foundation/test_lenet_milestone.py) supplies what i
     train_and_predict(tinytorch, build_model, inputs, recipe, log) -> dict of arrays (student side)
     score(outputs, answers) -> float         the grader's own count
     failure_hint(accuracy) -> str            what to look at when the threshold is missed
+A milestone judged on more than one number (Milestone 3) has score() return a dict: "measure" (the
+headline number, compared with the threshold), further numbers for the banner and the tests, and
+"failures", a list of reasons the milestone is not reached (empty when it is).
 and uses the student-side helpers here: check_logits, check_one_step (a first training step with
 every part on its own) and speed_check (an estimate of the training time before training starts).
 """
@@ -32,7 +35,7 @@ import threading
 import time
 from collections import defaultdict
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -51,8 +54,9 @@ class MilestoneFailure(AssertionError):
 class Result:
     accuracy: float  # counted by the grader
     train_seconds: float  # reported by the student process (for the banner only)
-    epochs: int = 0
+    epochs: int = 0  # or steps, for a milestone that counts steps (banner: unit)
     peak_memory_mb: float = 0.0  # of the training process
+    details: dict = field(default_factory=dict)  # the other numbers of a dict score()
 
 
 # ------------------------------------------------------------------------------ student side
@@ -86,9 +90,10 @@ def check_logits(out, n, classes, shape_hint):
     return logits
 
 
-def check_one_step(tinytorch, model, optimizer, x, y, check_output):
+def check_one_step(tinytorch, model, optimizer, x, y, check_output, loss_fn=None, loss_name="CrossEntropyLoss"):
     """One training step with every part on its own, so a failure names its step.
-    check_output(out) checks the forward pass's result. Use a throwaway model: this one has moved."""
+    check_output(out) checks the forward pass's result; loss_fn(out, y) defaults to the student's
+    CrossEntropyLoss. Use a throwaway model: this one has moved."""
     params = list(model.parameters())
     if not params:
         raise MilestoneFailure(
@@ -100,8 +105,8 @@ def check_one_step(tinytorch, model, optimizer, x, y, check_output):
     with step("the forward pass"):
         out = model(x)
     check_output(out)
-    with step("the loss (CrossEntropyLoss)"):
-        loss = tinytorch.CrossEntropyLoss()(out, y)
+    with step(f"the loss ({loss_name})"):
+        loss = (loss_fn or tinytorch.CrossEntropyLoss())(out, y)
     value = to_numpy(loss)
     if value.size != 1 or not np.isfinite(value).all():
         raise MilestoneFailure(f"the loss should be one finite number, got {value!r}.")
@@ -365,15 +370,21 @@ def judge(milestone, package, model_source=None, log=print, who="your tinytorch"
     outputs, report = run_student_process(
         milestone, package, model_source or config["model"]["default_source"], recipe, inputs, log
     )
-    accuracy = milestone.score(outputs, answers)
+    scored = milestone.score(outputs, answers)
+    details = dict(scored) if isinstance(scored, dict) else {"measure": scored}
+    accuracy = details.pop("measure")
+    failures = details.pop("failures", None)
+    if failures is None:
+        failures = [milestone.failure_hint(accuracy)] if accuracy < config["threshold"] else []
     result = Result(
         accuracy,
         float(report.get("train_seconds", time.perf_counter() - started)),
         int(report.get("epochs", 0)),
         float(report.get("peak_memory_mb", 0.0)),
+        details,
     )
-    if accuracy < config["threshold"]:
-        raise MilestoneFailure(milestone.failure_hint(accuracy))
+    if failures:
+        raise MilestoneFailure("\n\n".join(failures))
     log(banner(config, result, who))
     return result
 
@@ -421,6 +432,7 @@ def banner(config, result, who):
     from tito.course import milestone as course_milestone
 
     m = course_milestone(config["number"])
+    unit = config["banner"].get("unit", "epoch")
     line = "=" * 72
     rows = [
         line,
@@ -429,7 +441,8 @@ def banner(config, result, who):
         f'  "{m.victory}"',
         "",
         f"  {config['banner']['measure']} {result.accuracy:.2%} (needed {config['threshold']:.0%})",
-        f"  training time  {result.train_seconds:.1f} s for {result.epochs} epoch{'s' if result.epochs != 1 else ''}",
+        *(f"  {line}" for line in result.details.get("banner", [])),
+        f"  training time  {result.train_seconds:.1f} s for {result.epochs:,} {unit}{'s' if result.epochs != 1 else ''}",
         "",
     ]
     if who == "your tinytorch":

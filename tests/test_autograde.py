@@ -12,6 +12,11 @@ Modules 06–11 and Milestone 2 (slow: Milestone 2 trains a CNN on CIFAR-10 for 
 - "ada" full marks, Milestone 2 achieved; "ben" (untouched release) zero without crashing;
 - "cy" has one bug in 06, a conv weight gradient with swapped axes: loses exactly the tests that the
   same bug fails in tests/wrong_variants/06_spatial.yml, nothing in 07–11, and Milestone 2.
+Modules 12–16 and Milestone 3 (slow: Milestone 3 trains a GPT for the reference student):
+- "ada" full marks, Milestone 3 achieved; "ben" (untouched release) zero without crashing;
+- "cy" has one bug in 14, a causal mask that lets position t see t + 1: loses exactly the tests that
+  the same bug fails in tests/wrong_variants/14_attention.yml, nothing in 12, 13, 15, 16, and
+  Milestone 3 (the judge finds the leak before training).
 The course is a fresh copy with no gradebook: `autograde` registers the assignments itself.
 """
 
@@ -147,6 +152,7 @@ def graded(tmp_path_factory):
 # With pytest-xdist, the tests that share a graded course run on one worker, which grades it once.
 foundation = pytest.mark.xdist_group("autograde-foundation")
 revolution = pytest.mark.xdist_group("autograde-revolution")
+generation = pytest.mark.xdist_group("autograde-generation")
 
 
 def cell_scores(root, student, assignment):
@@ -297,3 +303,62 @@ def test_revolution_swapped_conv_weight_gradient_costs_exactly_its_tests_and_mil
     o = outcomes[("cy", "milestone_2")]
     assert o.graded and o.score == 0, o
     assert "Milestone 2 needs 65%" in json.dumps(notebook(root, "autograded/cy", "milestone_2").cells)
+
+
+# ---------------------------------------------------------------------- Modules 12–16, Milestone 3
+GENERATION = MODULES[11:16] + ["milestone_3"]
+MASK_BUG = next(
+    v
+    for v in yaml.safe_load((REPO / "tests" / "wrong_variants" / "14_attention.yml").read_text())
+    if v["name"] == "causal-mask-lets-position-t-see-t-plus-1"
+)
+
+
+@pytest.fixture(scope="module")
+def graded_generation(tmp_path_factory):
+    from tito.grading import autograde
+
+    root = course_copy(tmp_path_factory)
+    for a in MODULES + ["milestone_3"]:  # a milestone is graded on the student's own 01–16
+        submit(root, "ada", a, solved(root, a))
+        submit(root, "ben", a, notebook(root, "release", a))
+        cy = solved(root, a)
+        if a == "14_attention":
+            cell = next(c for c in cy.cells if c.metadata.get("nbgrader", {}).get("grade_id") == MASK_BUG["cell"])
+            cell.source = cell.source.replace(MASK_BUG["old"], MASK_BUG["new"])
+        submit(root, "cy", a, cy)
+    outcomes = autograde(root, assignments=GENERATION, students=["ada", "ben", "cy"])
+    return root, {(o.student, o.assignment): o for o in outcomes}
+
+
+@pytest.mark.slow
+@generation
+def test_generation_reference_gets_full_marks_and_the_milestone(graded_generation):
+    root, outcomes = graded_generation
+    for a in GENERATION:
+        o = outcomes[("ada", a)]
+        assert o.graded and o.max_score > 0 and o.score == o.max_score, (a, o)
+    judged = json.dumps(notebook(root, "autograded/ada", "milestone_3").cells)
+    assert "MILESTONE 3 ACHIEVED" in judged and "speed check" in judged
+
+
+@pytest.mark.slow
+@generation
+def test_generation_untouched_release_scores_zero_without_crashing(graded_generation):
+    _, outcomes = graded_generation
+    for a in GENERATION:
+        o = outcomes[("ben", a)]
+        assert o.graded and o.score == 0, (a, o)
+
+
+@pytest.mark.slow
+@generation
+def test_generation_mask_that_sees_the_next_position_costs_exactly_its_tests_and_milestone_3(graded_generation):
+    root, outcomes = graded_generation
+    lost = {name for name, (score, top) in cell_scores(root, "cy", "14_attention").items() if score < top}
+    assert lost == set(MASK_BUG["fails"]), lost
+    for a in ["12_tokenization", "13_embeddings", "15_transformer", "16_tinygpt"]:
+        assert outcomes[("cy", a)].score == outcomes[("cy", a)].max_score, a
+    o = outcomes[("cy", "milestone_3")]
+    assert o.graded and o.score == 0, o
+    assert "the model looks at the future" in json.dumps(notebook(root, "autograded/cy", "milestone_3").cells)
