@@ -42,10 +42,10 @@ seconds beside it, which matters on a machine shared with other work) and the to
 (B * T / that median), the training time (every step), the peak memory (ru_maxrss of its process),
 the validation loss in nats per character (64 evenly spaced windows of the validation text, from the
 logits, in float64 numpy: the judge's validation_loss), and generation: --samples functions (128)
-sampled in one batch from the prompt "def " at temperature 0.5, each until it ends with a blank line
-("\\n\\n") or after 600 new characters, finished rows leaving the batch, the window cropped to the last
-`context` tokens; the same sampling loop and random draws for everyone (the judge's sample() loop,
-restated here, with its next_token(); each contender only supplies its logits for the window). Reported: functions per second
+sampled in one batch from the prompt "def " (after a blank line) at temperature 0.5, each until it ends
+with a blank line ("\\n\\n") or after 600 new characters, finished rows leaving the batch, the window
+cropped to the last `context` tokens; the same sampling loop and random draws for everyone (the judge's
+sample_ids(); each contender only supplies its logits for the window). Reported: functions per second
 and the share that ast.parse reads as exactly one FunctionDef and that also compile()s (the judge's
 read_function; nothing generated is ever executed). Then a table side by side, the ratios of the
 seconds per step (tinytorch / numpy, tinytorch / PyTorch) and the first 3 samples of each contender.
@@ -54,14 +54,10 @@ Configurations (--config; the recipe is milestones/generation/milestone.yml's ju
   judge  Milestone 3's model and recipe: 4 layers, d_model 128, 4 heads, context 128, batch 32, AdamW
          (lr 3e-3, weight_decay 0.01), 50 warm-up steps then cosine down to 3e-4, gradient norm
          clipped to 1.0, 600 steps, seed 0; 128 samples at temperature 0.5.
-  long   a larger model trained longer, meant to reach >= 70% parsing functions within 15 minutes of
-         tinytorch training: 6 layers, d_model 128, 4 heads, context 128, batch 32, the judge's AdamW
-         recipe (lr 3e-3, 50 warm-up steps, cosine to 3e-4, clip 1.0), 1000 steps. A step is about 1.5x the
-         work of a judge step, so 1000 steps take about 15 minutes where a judge step takes 0.6 s (tinytorch,
-         one BLAS thread). In a fixed 15 minutes more steps are likely worth more than more width: 6 layers
-         of d_model 192 cost about 3x a judge step, which would leave fewer than 500 steps. Its numbers come
-         from the run documented in milestones/generation/README.md; try --steps 20 first to see what a
-         step costs on your machine.
+  long   the same model trained longer, to reach >= 70% parsing functions within 15 minutes of
+         tinytorch training: 1600 steps (about 0.5 s each for tinytorch here, one BLAS thread). Its
+         numbers are in milestones/generation/README.md; try --steps 20 first to see what a step costs
+         on your machine.
 --steps N trains N steps with the schedule fitted to them (the warm-up is at most a tenth of them).
 
 --check runs no benchmark: it builds the three models with the same weights (the numpy model's, copied
@@ -99,7 +95,7 @@ MILESTONE = yaml.safe_load((REPO / "milestones" / "generation" / "milestone.yml"
 CONTENDERS = {"tinytorch": "tinytorch", "numpy": "numpy", "torch": "PyTorch"}
 EPS_LN = 1e-5  # LayerNorm's epsilon, as in tinytorch and PyTorch
 GELU_C = math.sqrt(2 / math.pi)
-STOP = "\n\n"  # a blank line ends a function in the corpus
+
 TIMING_WARMUP = 5  # steps left out of the median seconds per step
 CHECK_BATCH, CHECK_STEPS, CHECK_RTOL = 8, 3, 1e-4
 SHOWN_LINES = 20  # of each sample printed at the end
@@ -111,7 +107,7 @@ def configuration(name, steps=None, samples=None):
     if name == "judge":  # milestone.yml's default build_model
         cfg.update(n_layers=4, d_model=128, n_heads=4)
     else:
-        cfg.update(n_layers=6, d_model=128, n_heads=4, steps=1000)
+        cfg.update(n_layers=4, d_model=128, n_heads=4, steps=1600)
     if steps:
         cfg["steps"] = steps
     cfg["warmup_steps"] = min(cfg["warmup_steps"], cfg["steps"] // 10)
@@ -505,28 +501,6 @@ def log(text):
     print(text, file=sys.stderr, flush=True)
 
 
-def sample_functions(next_logits, cfg, prompt, stop):
-    """The judge's sample(): cfg['samples'] continuations of prompt in one batch, finished rows leaving it.
-
-    next_logits(window (b, t) int64) -> (b, V) logits after the window's last token. Returns
-    (n, len(prompt) + max_new_tokens) ids, -1 after a row's end."""
-    m3 = judge_module()
-    n, new, context = cfg["samples"], cfg["max_new_tokens"], cfg["context"]
-    rng = np.random.default_rng(cfg["sample_seed"])
-    out = np.full((n, len(prompt) + new), -1, dtype=np.int64)
-    out[:, : len(prompt)] = prompt
-    active = np.arange(n)
-    for pos in range(len(prompt), len(prompt) + new):
-        window = out[active, max(0, pos - context) : pos]
-        out[active, pos] = m3.next_token(np.asarray(next_logits(window)), cfg["temperature"], cfg["top_k"], rng)
-        if pos + 1 >= len(stop):
-            ended = (out[active, pos + 1 - len(stop) : pos + 1] == stop).all(axis=1)
-            active = active[~ended]
-        if not len(active):
-            break
-    return out
-
-
 def run_contender(name, cfg, text, train_step, window_logits):
     """Train with train_step(x, y, step) -> loss, then validation loss and samples from window_logits(ids)."""
     m3 = judge_module()
@@ -548,9 +522,8 @@ def run_contender(name, cfg, text, train_step, window_logits):
     val_loss = m3.validation_loss(logits, windows[:, 1:])
     log(f"  {name:9s} validation loss {val_loss:.3f} nats per character; sampling {cfg['samples']} functions ...")
     start = time.perf_counter()
-    ids = sample_functions(
-        lambda w: window_logits(w)[:, -1], cfg, m3.encode(vocab, cfg["prompt"]), m3.encode(vocab, STOP)
-    )
+    prompt = m3.encode(vocab, m3.STOP + cfg["prompt"])  # as the judge: right after a blank line
+    ids = m3.sample_ids(lambda w: window_logits(w)[:, -1], prompt, m3.encode(vocab, m3.STOP), cfg)
     sample_seconds = time.perf_counter() - start
     rows = m3.read_samples(ids, vocab, train_text)
     parsed = [r for r in rows if r["verdict"] == "compiles"]
@@ -565,7 +538,7 @@ def run_contender(name, cfg, text, train_step, window_logits):
         "parsed": len(parsed),
         "novel": sum(r["novel"] for r in parsed),
         "finished": sum(not r["verdict"].startswith("unfinished") for r in rows),
-        "sample_tokens": int((ids[:, len(cfg["prompt"]) :] >= 0).sum()),
+        "sample_tokens": int((ids[:, len(prompt) :] >= 0).sum()),
         "examples": [{"text": r["text"], "verdict": r["verdict"]} for r in rows[:3]],
     }
 

@@ -57,9 +57,12 @@ def test_an_unfinished_module_is_not_marked_complete(tmp_path):
     assert "not written yet" in out and "01_tensor is not complete yet" in out
 
 
-def test_milestones_beyond_this_release_say_so(tmp_path):
-    code, out = tito(REPO, "milestone", "test", "3")
-    assert code != 0 and "arrives with 16_tinygpt" in out
+def test_a_milestone_names_the_notebooks_it_still_needs(tmp_path):
+    for name in FOUNDATION:
+        shutil.copytree(REPO / "release" / name, tmp_path / name)
+    code, out = tito(tmp_path, "milestone", "test", "3")
+    assert code != 0 and "Milestone 3 needs your notebooks for 06_spatial, 07_dataloader" in out, out
+    assert "16_tinygpt" in out
 
 
 def test_demo_shows_predictions_on_test_digits():

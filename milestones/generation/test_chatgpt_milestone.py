@@ -274,26 +274,36 @@ def next_token(logits, temperature, top_k, rng):
     return np.minimum((p.cumsum(axis=-1) < rng.random((len(p), 1))).sum(axis=-1), p.shape[-1] - 1)
 
 
-def sample(tinytorch, model, prompt, stop, recipe, vocab_size):
+def sample_ids(next_logits, prompt, stop, recipe):
     """recipe['samples'] continuations of prompt, all in one batch, each until it ends with stop or
-    reaches recipe['max_new_tokens']: (n, len(prompt) + max_new_tokens), -1 after the end."""
+    reaches recipe['max_new_tokens']; finished rows leave the batch. next_logits(window (b, t)) ->
+    (b, V) logits after each row's last token. Returns (n, len(prompt) + max_new_tokens), -1 after the end."""
     n, new, context = recipe["samples"], recipe["max_new_tokens"], recipe["context"]
     rng = np.random.default_rng(recipe["sample_seed"])
     out = np.full((n, len(prompt) + new), -1, dtype=np.int64)
     out[:, : len(prompt)] = prompt
     active = np.arange(n)
-    with tinytorch.no_grad():
-        for pos in range(len(prompt), len(prompt) + new):
-            window = out[active, max(0, pos - context) : pos]
-            with step("the forward pass while sampling"):
-                logits = _logits(model(window), (*window.shape, vocab_size))[:, -1]
-            out[active, pos] = next_token(logits, recipe["temperature"], recipe["top_k"], rng)
-            if pos + 1 >= len(stop):
-                ended = (out[active, pos + 1 - len(stop) : pos + 1] == stop).all(axis=1)
-                active = active[~ended]
-            if not len(active):
-                break
+    for pos in range(len(prompt), len(prompt) + new):
+        window = out[active, max(0, pos - context) : pos]
+        out[active, pos] = next_token(next_logits(window), recipe["temperature"], recipe["top_k"], rng)
+        if pos + 1 >= len(stop):
+            ended = (out[active, pos + 1 - len(stop) : pos + 1] == stop).all(axis=1)
+            active = active[~ended]
+        if not len(active):
+            break
     return out
+
+
+def sample(tinytorch, model, prompt, stop, recipe, vocab_size):
+    """sample_ids with the student's model (forward passes only, without building a graph)."""
+
+    def next_logits(window):
+        with step("the forward pass while sampling"):
+            out = model(window)
+        return _logits(out, (*window.shape, vocab_size))[:, -1]
+
+    with tinytorch.no_grad():
+        return sample_ids(next_logits, prompt, stop, recipe)
 
 
 def tokenize(tinytorch, train_text):
