@@ -30,7 +30,7 @@ from milestones.judge import MilestoneFailure, check_notebook, check_one_step, j
 from tito.checks import to_numpy
 
 CONFIG = yaml.safe_load(Path(__file__).with_name("milestone.yml").read_text())
-THRESHOLD = CONFIG["threshold"]  # share of samples that parse as one complete function
+THRESHOLD = CONFIG["threshold"]  # share of samples that ast.parse reads as one complete function
 LIMITS = CONFIG["limits"]
 STOP = "\n\n"  # a blank line ends a function in the corpus
 UNKNOWN = "\x00"
@@ -103,8 +103,9 @@ def validation_loss(logits, targets):
 
 
 def read_function(text):
-    """'parses', 'compiles' (both: one complete function definition, nothing else) or the reason it
-    does not. Only ast.parse and compile: nothing is executed."""
+    """'compiles', 'parses, but does not compile: <why>' (both: ast.parse reads one complete function
+    definition and nothing else), or the reason it does not parse. Only ast.parse and compile:
+    nothing is executed."""
     try:
         tree = ast.parse(text)
     except SyntaxError as err:
@@ -115,9 +116,13 @@ def read_function(text):
         return "not one function definition"
     try:
         compile(tree, "<generated>", "exec")
-    except SyntaxError as err:  # e.g. `return` in a class body, duplicate arguments, nonlocal at top level
+    except SyntaxError as err:  # found after parsing: duplicate arguments, a misplaced nonlocal, ...
         return f"parses, but does not compile: {err.msg}"
     return "compiles"
+
+
+def parses(verdict):
+    return verdict == "compiles" or verdict.startswith("parses")
 
 
 def copied_lines(texts, train_lines):
@@ -167,7 +172,8 @@ def score(outputs, answers):
     loss = validation_loss(logits, targets)
     rows = read_samples(outputs["samples"], vocab, answers["train_text"])
     n = len(rows)
-    parsed = [r for r in rows if r["verdict"] == "compiles"]
+    parsed = [r for r in rows if parses(r["verdict"])]
+    compiled = [r for r in parsed if r["verdict"] == "compiles"]
     parse_share = len(parsed) / n
     novel_share = float(np.mean([r["novel"] for r in parsed])) if parsed else 0.0
     train_lines = {line.strip() for line in answers["train_text"].splitlines()}
@@ -176,13 +182,12 @@ def score(outputs, answers):
         failures.append(
             f"the validation loss is {loss:.3f} nats per character; Milestone 3 needs at most "
             f"{LIMITS['validation_loss']}. A correct tinytorch reaches about {CONFIG['expected']['validation_loss']} "
-            "with this recipe. " + _learning_hint(loss)
+            "with this recipe."
         )
     if parse_share < THRESHOLD:
         failures.append(
-            f"{len(parsed)} of {n} sampled functions ({parse_share:.0%}) parse and compile as one complete "
-            f"function; Milestone 3 needs {THRESHOLD:.0%}. A correct tinytorch gets about "
-            f"{CONFIG['expected']['parse']:.0%}. " + (_learning_hint(loss) if loss > 1.8 else "")
+            f"{len(parsed)} of {n} sampled functions ({parse_share:.0%}) parse as one complete function; "
+            f"Milestone 3 needs {THRESHOLD:.0%}. A correct tinytorch gets about {CONFIG['expected']['parse']:.0%}."
         )
     elif novel_share < LIMITS["novel"]:
         failures.append(
@@ -190,20 +195,24 @@ def score(outputs, answers):
             f"text); Milestone 3 needs {LIMITS['novel']:.0%}. The model memorises instead of generalising: "
             "was the recipe changed to train far longer, or the model made much larger?"
         )
+    if failures and loss > LIMITS["validation_loss"]:
+        failures.append(_learning_hint(loss))
     return {
         "measure": parse_share,
         "failures": failures,
         "validation_loss": loss,
         "samples": n,
         "parsed": len(parsed),
+        "compiled": len(compiled),
         "novel_share": novel_share,
         "copied_lines": copied,
         "finished": sum(r["verdict"] != "unfinished (no blank line within the sample length)" for r in rows),
         "examples": rows,
         "banner": [
-            f"validation loss           {loss:.3f} nats per character (at most {LIMITS['validation_loss']})",
-            f"new functions             {novel_share:.0%} of those that parse (at least {LIMITS['novel']:.0%})",
-            f"body lines seen in training {copied:.0%} (reported, not judged)",
+            f"{'...of which also compile:':<39} {len(compiled) / n:.0%} of all samples (reported, not judged)",
+            f"{'...of which new:':<39} {novel_share:.0%} (needed {LIMITS['novel']:.0%})",
+            f"{'validation loss:':<39} {loss:.3f} nats per character (at most {LIMITS['validation_loss']})",
+            f"{'body lines also in the training text:':<39} {copied:.0%} (reported, not judged)",
         ],
     }
 
@@ -221,13 +230,20 @@ def _not_causal(leak):
 def _learning_hint(loss):
     if loss > 3.0:
         return (
-            "Near 4.5 nats the model predicts every character as equally likely: check that the gradients "
+            "Near 4.6 nats the model predicts every character as equally likely: check that the gradients "
             "reach the embeddings and attention weights (the gradchecks of Modules 13–16), and that "
             "fit_gpt calls zero_grad, backward, optimizer.step and scheduler.step every step."
         )
+    if loss > 2.2:
+        return (
+            "Around 2.5 nats the model only knows which characters tend to follow which: check that "
+            "attention really mixes positions (Module 14: the softmax over the keys, the heads split and "
+            "merged back) and that every block adds its attention's output to the residual stream (15)."
+        )
     return (
-        "Around 2.5 nats the model only knows which characters are common after which: check that "
-        "attention really mixes positions (Module 14) and that the GPT adds the position embeddings."
+        "The model learns, but less than it should: one that ignores where a character stands ends near "
+        "1.9. Check that the GPT adds the position embeddings to the token embeddings (Modules 13 and 16), "
+        "and attention's 1/sqrt(D) scaling and head split (Module 14)."
     )
 
 
@@ -507,6 +523,44 @@ def test_validation_loss_is_computed_from_the_logits():
     assert validation_loss(sure, targets) < 1e-9
     np.put_along_axis(sure, (targets[..., None] + 1) % 97, 40.0, axis=-1)  # sure, and wrong
     assert validation_loss(sure, targets) > 19
+
+
+def test_the_grader_measures_everything_itself():
+    inputs, answers = judge_inputs()
+    vocab, targets = answers["vocab"], answers["targets"]
+    sure = np.full((*targets.shape, len(vocab)), -10.0, np.float32)
+    np.put_along_axis(sure, targets[..., None], 10.0, axis=-1)  # logits that predict every target
+    functions = [f"\n\ndef made_up_{i}(a, b=None):\n    return a * {i}\n\n" for i in range(128)]
+    samples = np.full((128, max(map(len, functions))), -1)
+    for row, text in zip(samples, functions):
+        row[: len(text)] = encode(vocab, text)
+    honest = {
+        "tokenizer_probe": encode(vocab, PROBE),
+        "validation_logits": sure,
+        "future_changed_logits": sure,
+        "samples": samples,
+    }
+    measured = score(honest, answers)
+    assert measured["failures"] == [] and measured["measure"] == 1.0 and measured["novel_share"] == 1.0
+    assert measured["validation_loss"] < 1e-6
+
+    def fails(match, **changes):
+        with pytest.raises(MilestoneFailure, match=match):
+            score({**honest, **changes}, answers)
+
+    fails("CharTokenizer", tokenizer_probe=np.zeros(len(PROBE), np.int64))  # one id for every character
+    leak = sure.copy()
+    leak[:, 3] += 1.0  # position 3's logits changed when only later tokens did
+    fails("looks at the future", future_changed_logits=leak)
+    fails("shape", validation_logits=sure[:, :, :-1])
+    uniform = np.zeros_like(sure)
+    measured = score({**honest, "validation_logits": uniform, "future_changed_logits": uniform}, answers)
+    assert "validation loss is 4.5" in measured["failures"][0] and "equally likely" in measured["failures"][-1]
+    text = "\n\n" + answers["train_text"].split("\n\n")[0] + "\n\n"  # a training function, verbatim
+    copied = np.full((128, len(text)), -1)
+    copied[:100] = encode(vocab, text)
+    copied[100:, : samples.shape[1]] = samples[100:, : len(text)]
+    assert "memorises" in score({**honest, "samples": copied}, answers)["failures"][0]
 
 
 NOT_CAUSAL = """
