@@ -381,7 +381,7 @@ def _probe(tinytorch, build_model, data, vocab_size, recipe, log):
         optimizer.step()
 
     limit = recipe["speed_check_first_step_s"]
-    speed_check(tinytorch, model, first_step, one_step, recipe["steps"], recipe["time_budget_s"], log, limit)
+    speed_check(tinytorch, model, first_step, one_step, recipe["steps"], recipe["train_budget_s"], log, limit)
 
 
 def train(tinytorch, build_model, train_text, recipe, log=print):
@@ -581,7 +581,7 @@ def test_judge_stops_a_model_that_sees_the_future_before_training(reference_tiny
 
 def test_judge_does_not_start_training_that_would_not_fit_its_budget(reference_tinytorch):
     with pytest.raises(AssertionError, match=r"(?s)training would take about .* the time budget is 10 s"):
-        judge_package(_package(reference_tinytorch), log=_quiet, time_budget_s=10)
+        judge_package(_package(reference_tinytorch), log=_quiet, train_budget_s=10)
 
 
 @slow
