@@ -25,6 +25,33 @@ def ascii_digit(image):
     return ["".join(SHADES[v] for v in line) for line in levels]
 
 
+def mnist_like(ink, box=20, size=28):
+    """A drawing as MNIST digits were made: ink (H, W) in [0, 1] (1 = ink) -> (size, size) float32.
+
+    The ink's bounding box is scaled, keeping its aspect ratio, so that its longer side is `box`
+    pixels, with area averaging (so thin strokes become grey levels, as in MNIST); the result is then
+    placed in a size x size image so that its centre of mass lands on the centre. No ink -> zeros.
+    """
+    from PIL import Image
+
+    ink = np.clip(np.asarray(ink, dtype=np.float32), 0.0, 1.0)
+    rows, cols = np.flatnonzero(ink.max(axis=1) > 0.05), np.flatnonzero(ink.max(axis=0) > 0.05)
+    out = np.zeros((size, size), dtype=np.float32)
+    if not len(rows):
+        return out
+    crop = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    scale = box / max(crop.shape)
+    h, w = max(1, round(crop.shape[0] * scale)), max(1, round(crop.shape[1] * scale))
+    small = np.asarray(Image.fromarray(crop).resize((w, h), Image.Resampling.BOX), dtype=np.float32)
+    total = small.sum()
+    cy = (small.sum(axis=1) @ np.arange(h)) / total  # centre of mass, in small's pixels
+    cx = (small.sum(axis=0) @ np.arange(w)) / total
+    top = int(np.clip(round(size / 2 - cy), 0, size - h))  # MNIST puts the centre of mass at (14, 14)
+    left = int(np.clip(round(size / 2 - cx), 0, size - w))
+    out[top : top + h, left : left + w] = np.clip(small / max(small.max(), 1e-6), 0.0, 1.0)
+    return out
+
+
 def softmax(logits):
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)

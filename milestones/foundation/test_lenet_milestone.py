@@ -187,3 +187,24 @@ def test_judge_stops_training_that_runs_too_long(reference_tinytorch):
     with pytest.raises(AssertionError, match="took longer than 3 s"):
         judge_package(_package(reference_tinytorch), endless, time_budget_s=3, log=_quiet)
     assert time.perf_counter() - start < 30
+
+
+def test_a_drawing_becomes_an_mnist_digit_the_way_mnist_digits_were_made():
+    from milestones.foundation.demo_lenet_milestone import mnist_like
+
+    (_, _), (X_test, _) = mnist()
+    rng = np.random.default_rng(0)
+    for i in rng.choice(len(X_test), 50, replace=False):  # a test digit drawn 10x larger, anywhere on a canvas
+        digit = X_test[i].reshape(28, 28)
+        canvas = np.zeros((400, 400), np.float32)
+        top, left = rng.integers(0, 400 - 280, size=2)
+        canvas[top : top + 280, left : left + 280] = np.kron(digit, np.ones((10, 10), np.float32))
+        assert np.corrcoef(mnist_like(canvas).ravel(), digit.ravel())[0, 1] > 0.999
+    bar = np.zeros((280, 280), np.float32)
+    bar[40:200, 150:170] = 1.0  # a tall thin stroke: its height becomes 20 pixels, its width stays thin
+    image = mnist_like(bar)
+    rows, cols = np.nonzero(image > 0.05)
+    assert image.shape == (28, 28) and image.dtype == np.float32 and image.max() == 1.0
+    assert rows.max() - rows.min() + 1 == 20 and cols.max() - cols.min() + 1 <= 4
+    assert abs((image.sum(axis=1) @ np.arange(28)) / image.sum() - 14) <= 0.5
+    assert not mnist_like(np.zeros((50, 50))).any()
