@@ -31,6 +31,20 @@ def colour_image(image, scale=2):
     return lines
 
 
+def cifar_like(image, size=32):
+    """Any picture -> (size, size, 3) uint8, as CIFAR-10's: the largest centred square, resized with
+    area averaging. image: a PIL image, or an array (H, W), (H, W, 3) or (H, W, 4) of uint8."""
+    from PIL import Image
+
+    picture = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8))
+    picture = picture.convert("RGB")
+    w, h = picture.size
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    square = picture.crop((left, top, left + side, top + side))
+    return np.asarray(square.resize((size, size), Image.Resampling.BOX), dtype=np.uint8)
+
+
 def softmax(logits):
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
