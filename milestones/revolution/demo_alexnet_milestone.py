@@ -51,6 +51,77 @@ def softmax(logits):
     return e / e.sum(axis=1, keepdims=True)
 
 
+PICTURE_UPLOAD_ESM = """
+export default {
+  render({ model, el }) {
+    const input = Object.assign(document.createElement("input"), { type: "file", accept: "image/*" });
+    input.className = "tinytorch-picture-upload";
+    el.append(input);
+    input.addEventListener("change", async () => {
+      const file = input.files[0];
+      if (!file) return;
+      // the browser decodes whatever it can show; Python gets the centred square at 256 x 256
+      const bitmap = await createImageBitmap(file);
+      const side = Math.min(bitmap.width, bitmap.height);
+      const canvas = Object.assign(document.createElement("canvas"), { width: 256, height: 256 });
+      canvas.getContext("2d").drawImage(bitmap, (bitmap.width - side) / 2, (bitmap.height - side) / 2,
+                                        side, side, 0, 0, 256, 256);
+      const blob = await new Promise((done) => canvas.toBlob(done, "image/png"));
+      model.send({ type: "picture", name: file.name }, undefined, [await blob.arrayBuffer()]);
+    });
+  },
+};
+"""
+
+
+def image_demo(tinytorch, model, X_test, y_test, recipe=None, seed=None):
+    """Shuffle through test photographs or upload your own; the CNN's three best guesses for each.
+    Returns the widget (its .show(image, title) classifies one (32, 32, 3) uint8 image)."""
+    import io
+
+    import anywidget
+    import ipywidgets as widgets
+    from PIL import Image
+
+    recipe = recipe or CONFIG["judge"]
+    rng = np.random.default_rng(seed)
+
+    class PictureUpload(anywidget.AnyWidget):
+        _esm = PICTURE_UPLOAD_ESM
+
+    upload = PictureUpload()
+    shuffle = widgets.Button(description="Another test photo", icon="random")
+    picture = widgets.Image(format="png", width=128, height=128)
+    guesses = widgets.HTML()
+
+    def show(image, title):
+        probs = softmax(predict(tinytorch, model, image[None], recipe).astype(np.float64))[0]
+        buffer = io.BytesIO()
+        Image.fromarray(image).resize((128, 128), Image.Resampling.NEAREST).save(buffer, format="PNG")
+        picture.value = buffer.getvalue()
+        top = np.argsort(probs)[::-1][:3]
+        rows = "".join(f"<li>{CIFAR10_CLASSES[c]}: {probs[c]:.0%}</li>" for c in top)
+        guesses.value = f'<div class="tinytorch-top3"><b>{title}</b><ol>{rows}</ol></div>'
+
+    def another(_button=None):
+        i = int(rng.integers(len(X_test)))
+        show(np.asarray(X_test[i]), f"test photo {i}: a {CIFAR10_CLASSES[y_test[i]]}")
+
+    def uploaded(_widget, content, buffers):
+        if content.get("type") == "picture" and buffers:
+            image = cifar_like(Image.open(io.BytesIO(bytes(buffers[0]))))
+            show(image, f"your picture {content.get('name', '')}")
+
+    shuffle.on_click(another)
+    upload.on_msg(uploaded)
+    another()
+    demo = widgets.VBox(
+        [widgets.HBox([shuffle, widgets.Label("or upload a picture:"), upload]), widgets.HBox([picture, guesses])]
+    )
+    demo.show = show
+    return demo
+
+
 def show_images(images, labels, probs, indices, scale=2):
     """Images side by side, each with the network's top-3 classes and whether the first is right."""
     width = 32 // scale + 22

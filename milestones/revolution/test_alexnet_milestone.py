@@ -304,3 +304,24 @@ def test_an_uploaded_picture_becomes_a_cifar_image():
     grey = cifar_like(np.full((50, 80), 200, np.uint8))  # grey and RGBA pictures become 3 channels
     rgba = cifar_like(np.full((90, 60, 4), 100, np.uint8))
     assert (grey == 200).all() and grey.shape == rgba.shape == (32, 32, 3)
+
+
+def test_the_image_widget_classifies_test_photos_and_uploads(reference_tinytorch):
+    import io
+
+    from PIL import Image
+
+    from milestones.revolution.demo_alexnet_milestone import image_demo
+
+    namespace = {}
+    exec("from tinytorch import *", namespace)
+    exec(CONFIG["model"]["default_source"], namespace)
+    (_, _), (X_test, y_test) = cifar10()
+    np.random.seed(0)
+    demo = image_demo(reference_tinytorch, namespace["build_model"](), X_test, y_test, seed=0)  # untrained
+    upload, guesses = demo.children[0].children[2], demo.children[1].children[1]
+    assert "test photo" in guesses.value and guesses.value.count("<li>") == 3
+    buffer = io.BytesIO()
+    Image.fromarray(np.kron(X_test[0], np.ones((5, 3, 1), np.uint8))).save(buffer, format="PNG")  # 160 x 96
+    upload._msg_callbacks(upload, {"type": "picture", "name": "cat.png"}, [buffer.getvalue()])
+    assert "your picture cat.png" in guesses.value and guesses.value.count("<li>") == 3
