@@ -13,7 +13,15 @@ import sys
 
 import numpy as np
 
-from milestones.generation.test_chatgpt_milestone import CONFIG, STOP, corpus, next_token, read_function, train
+from milestones.generation.test_chatgpt_milestone import (
+    CONFIG,
+    STOP,
+    corpus,
+    next_token,
+    read_function,
+    tokenize,
+    train,
+)
 
 PROMPTS = ["def ", "def __init__(self", "def get_", "def is_", "def _", "def __repr__(self"]
 
@@ -42,6 +50,11 @@ def highlighted(code):
     from pygments.lexers import PythonLexer
 
     return highlight(code, PythonLexer(), HtmlFormatter(noclasses=True, nobackground=True))
+
+
+def trained_tokenizer(tinytorch):
+    """The CharTokenizer the milestone trains with: built by your tinytorch from the training text."""
+    return tokenize(tinytorch, corpus().train_text)[0]
 
 
 def generation_demo(tinytorch, model, tokenizer):
@@ -107,6 +120,7 @@ def main(tinytorch=None, steps=None, model=None, tokenizer=None, samples=6, temp
         exec(CONFIG["model"]["default_source"], namespace)
         model, tokenizer, report, _ = train(tinytorch, namespace["build_model"], data.train_text, recipe)
         print(f"Done in {report['train_seconds']:.0f} s.")
+    tokenizer = tokenizer or trained_tokenizer(tinytorch)
     model.eval()
     rng = np.random.default_rng(seed)
     good = 0

@@ -122,6 +122,25 @@ def image_demo(tinytorch, model, X_test, y_test, recipe=None, seed=None):
     return demo
 
 
+def plot_confusion(matrix, names):
+    """The confusion matrix as a picture: rows the true class, columns the guess, counts in each cell."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("the network's guess")
+    ax.set_ylabel("true class")
+    for (row, column), count in np.ndenumerate(matrix):
+        dark = count > matrix.max() / 2
+        ax.text(column, row, count, ha="center", va="center", fontsize=7, color="white" if dark else "black")
+    ax.set_title(f"{np.trace(matrix) / matrix.sum():.1%} right; the diagonal is what it gets right", fontsize=9)
+    fig.tight_layout()
+    plt.show()
+    return fig
+
+
 def show_images(images, labels, probs, indices, scale=2):
     """Images side by side, each with the network's top-3 classes and whether the first is right."""
     width = 32 // scale + 22
