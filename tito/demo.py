@@ -88,15 +88,36 @@ def open_in_jupyterlab(notebook, open_browser=True):
         f"--ServerApp.root_dir={notebook.parent}",
         "--ServerApp.open_browser=" + ("True" if open_browser else "False"),
         f"--LabApp.default_url=/lab/tree/{notebook.name}",
+        "--LabApp.news_url=None",  # no "get notified about Jupyter news?" over the demo
+        "--expose-app-in-browser",  # window.jupyterapp: lets scripts (and our browser tests) drive the page
     ]
     log = notebook.parent / "jupyterlab.log"
-    print(f"The demo is at\n    {url}\n(JupyterLab keeps running until you press Ctrl-C here.)", flush=True)
+    with open(log, "w") as out:
+        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     try:
-        with open(log, "w") as out:
-            code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT).returncode
+        if _wait_until_up(server, f"http://127.0.0.1:{port}/api/status?token={token}"):
+            print(f"The demo is at\n    {url}\n(JupyterLab keeps running until you press Ctrl-C here.)", flush=True)
+        code = server.wait()
     except KeyboardInterrupt:
+        server.terminate()
+        server.wait(10)
         return 0
     if code:
         print(f"JupyterLab stopped with an error; the end of its log ({log}):")
         print("".join(log.read_text().splitlines(keepends=True)[-15:]))
     return code
+
+
+def _wait_until_up(server, status_url, timeout=90):
+    """True once JupyterLab answers (then the URL works); False if it exited first."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while server.poll() is None and time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(status_url, timeout=5):
+                return True
+        except OSError:
+            time.sleep(0.3)
+    return server.poll() is None

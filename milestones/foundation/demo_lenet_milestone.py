@@ -143,8 +143,8 @@ def digit_demo(tinytorch, model):
     canvas.on_msg(on_message)
     clear.on_click(on_clear)
     on_clear(None)
-    what_it_saw = widgets.VBox([widgets.Label("what the network saw (28 x 28)"), seen])
-    return widgets.HBox([widgets.VBox([canvas, clear]), what_it_saw, bars])
+    what_it_saw = widgets.VBox([widgets.HTML("<small>what the network saw<br>(28 × 28 pixels)</small>"), seen])
+    return widgets.HBox([widgets.VBox([canvas, clear]), what_it_saw, bars], layout={"gap": "24px"})
 
 
 def _png(image):
