@@ -64,6 +64,7 @@ def jupyterlab(root, token=None, timeout=60):
     # no kernel-choice dialog; windowing off, so every cell is in the DOM (not only the visible ones)
     tracker.write_text(json.dumps({"autoStartDefaultKernel": True, "windowingMode": "none"}))
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(config), "JUPYTERLAB_SETTINGS_DIR": str(settings)}
+    env.pop("MPLBACKEND", None)  # the tests' Agg backend would hide every figure a student sees inline
     # the server (nbgrader_config.py imports tito) and its kernels use this checkout's tito, not the venv's
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     log = home / "jupyterlab.log"

@@ -90,7 +90,7 @@ def image_demo(tinytorch, model, X_test, y_test, recipe=None, seed=None):
         _esm = PICTURE_UPLOAD_ESM
 
     upload = PictureUpload()
-    shuffle = widgets.Button(description="Another test photo", icon="random")
+    shuffle = widgets.Button(description="Another test photo", icon="random", layout={"width": "auto"})
     picture = widgets.Image(format="png", width=128, height=128)
     guesses = widgets.HTML()
 
