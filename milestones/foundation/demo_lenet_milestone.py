@@ -143,8 +143,10 @@ def digit_demo(tinytorch, model):
     canvas.on_msg(on_message)
     clear.on_click(on_clear)
     on_clear(None)
+    apart = {"margin": "0 0 0 24px"}
     what_it_saw = widgets.VBox([widgets.HTML("<small>what the network saw<br>(28 × 28 pixels)</small>"), seen])
-    return widgets.HBox([widgets.VBox([canvas, clear]), what_it_saw, bars], layout={"gap": "24px"})
+    what_it_saw.layout, bars.layout = widgets.Layout(**apart), widgets.Layout(**apart)
+    return widgets.HBox([widgets.VBox([canvas, clear]), what_it_saw, bars])
 
 
 def _png(image):
