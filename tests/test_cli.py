@@ -65,10 +65,11 @@ def test_a_milestone_names_the_notebooks_it_still_needs(tmp_path):
     assert "16_tinygpt" in out
 
 
-def test_demo_shows_predictions_on_test_digits():
-    code, out = tito(REPO, "milestone", "demo", "1")
-    assert code == 0, out
-    assert "confusion" in out.lower()
+def test_demo_without_a_saved_model_says_how_to_get_one_and_the_terminal_demo_trains_one(finished_student):
+    code, out = tito(finished_student, "milestone", "demo", "1")
+    assert code == 1 and "run the training cells of milestone_1.ipynb" in out and "--terminal" in out, out
+    code, out = tito(finished_student, "milestone", "demo", "1", "--terminal")
+    assert code == 0 and "Training MLP" in out and "confusion" in out.lower(), out
 
 
 def test_student_view_hides_the_instructor_tools(tmp_path, monkeypatch):
@@ -100,7 +101,7 @@ def test_the_reference_is_called_the_reference(tmp_path):
 
 def test_output_cut_short_by_a_pipe_is_not_an_error():
     proc = subprocess.run(
-        f"{sys.executable} -m tito --workspace {REPO} milestone demo 1 | head -1",
+        f"{sys.executable} -m tito --workspace {REPO} milestone demo 1 --terminal | head -1",
         shell=True,
         capture_output=True,
         text=True,

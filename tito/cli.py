@@ -217,15 +217,35 @@ def cmd_milestone_timeline(args):
 
 
 def cmd_milestone_demo(args):
+    from milestones.checkpoint import checkpoint_path, load_checkpoint
+
     m = course.milestone(args.number)
     workspace = find_workspace(args.workspace)
     _judge_module(m)  # tells when the milestone is not in this release
+    saved = checkpoint_path(m.number, workspace)
+    if not args.terminal:
+        from tito.demo import demo_notebook, open_in_jupyterlab
+
+        if not saved.exists():
+            say(
+                f"No trained model for Milestone {m.number} yet: run the training cells of "
+                f"milestone_{m.number}.ipynb once (they save it), then run this again.\n"
+                f"Or `tito milestone demo {m.number} --terminal`, which trains one first."
+            )
+            return 1
+        return open_in_jupyterlab(demo_notebook(m.number, m.name, workspace), open_browser=not args.no_browser)
+
     demo = importlib.import_module(
         f"milestones.{m.folder}.{sorted((course.MILESTONES_DIR / m.folder).glob('demo_*_milestone.py'))[0].stem}"
     )
     from tito.notebook import import_tinytorch
 
-    return demo.main(import_tinytorch(_student_package(m, workspace))) or 0
+    tinytorch = import_tinytorch(_student_package(m, workspace))
+    model = None
+    if saved.exists():
+        say(f"Your model as saved by milestone_{m.number}.ipynb ({saved.name}).")
+        model = load_checkpoint(tinytorch, m.number, start=workspace)
+    return demo.main(tinytorch, model=model) or 0
 
 
 # ---------------------------------------------------------------- instructors
@@ -285,13 +305,14 @@ def build_parser():
     complete.set_defaults(fn=cmd_module_complete)
 
     ms = sub.add_parser("milestone", help="milestone commands").add_subparsers(dest="action", required=True)
-    for name, fn, text in [
-        ("test", cmd_milestone_test, "train and judge a milestone with your tinytorch"),
-        ("demo", cmd_milestone_demo, "run a milestone's demo"),
-    ]:
-        p = ms.add_parser(name, help=text)
-        p.add_argument("number", type=int, choices=[1, 2, 3])
-        p.set_defaults(fn=fn)
+    test = ms.add_parser("test", help="train and judge a milestone with your tinytorch")
+    test.add_argument("number", type=int, choices=[1, 2, 3])
+    test.set_defaults(fn=cmd_milestone_test)
+    demo = ms.add_parser("demo", help="a milestone's demo in JupyterLab, with the model its notebook saved")
+    demo.add_argument("number", type=int, choices=[1, 2, 3])
+    demo.add_argument("--no-browser", action="store_true", help="only print the demo's URL")
+    demo.add_argument("--terminal", action="store_true", help="the text demo here (trains first if nothing is saved)")
+    demo.set_defaults(fn=cmd_milestone_demo)
     status = ms.add_parser("status", help="modules done and milestones locked/unlocked/achieved")
     status.add_argument("--detailed", action="store_true", help="list every requirement")
     status.set_defaults(fn=cmd_milestone_status)

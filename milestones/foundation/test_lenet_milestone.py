@@ -187,3 +187,60 @@ def test_judge_stops_training_that_runs_too_long(reference_tinytorch):
     with pytest.raises(AssertionError, match="took longer than 3 s"):
         judge_package(_package(reference_tinytorch), endless, time_budget_s=3, log=_quiet)
     assert time.perf_counter() - start < 30
+
+
+def test_a_drawing_becomes_an_mnist_digit_the_way_mnist_digits_were_made():
+    from milestones.foundation.demo_lenet_milestone import mnist_like
+
+    (_, _), (X_test, _) = mnist()
+    rng = np.random.default_rng(0)
+    for i in rng.choice(len(X_test), 50, replace=False):  # a test digit drawn 10x larger, anywhere on a canvas
+        digit = X_test[i].reshape(28, 28)
+        canvas = np.zeros((400, 400), np.float32)
+        top, left = rng.integers(0, 400 - 280, size=2)
+        canvas[top : top + 280, left : left + 280] = np.kron(digit, np.ones((10, 10), np.float32))
+        assert np.corrcoef(mnist_like(canvas).ravel(), digit.ravel())[0, 1] > 0.999
+    bar = np.zeros((280, 280), np.float32)
+    bar[40:200, 150:170] = 1.0  # a tall thin stroke: its height becomes 20 pixels, its width stays thin
+    image = mnist_like(bar)
+    rows, cols = np.nonzero(image > 0.05)
+    assert image.shape == (28, 28) and image.dtype == np.float32 and image.max() == 1.0
+    assert rows.max() - rows.min() + 1 == 20 and cols.max() - cols.min() + 1 <= 4
+    assert abs((image.sum(axis=1) @ np.arange(28)) / image.sum() - 14) <= 0.5
+    assert not mnist_like(np.zeros((50, 50))).any()
+
+
+def test_the_drawing_demo_reads_a_drawn_one_zero_and_seven(reference_tinytorch):
+    """The widget's Python side, headless: a stroke's PNG arrives as the browser sends it."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    from milestones.foundation.demo_lenet_milestone import digit_demo
+
+    (X_train, y_train), _ = mnist()
+    np.random.seed(0)
+    model, _ = train(
+        reference_tinytorch,
+        lambda: reference_tinytorch.MLP([784, 256, 128, 10]),
+        X_train,
+        y_train,
+        {**CONFIG["judge"], "epochs": 1},
+        log=lambda *a: None,
+    )
+    demo = digit_demo(reference_tinytorch, model)
+    canvas, guess = demo.children[0].children[0], demo.children[2]
+
+    def stroke(*shapes):
+        image = Image.new("L", (280, 280), 255)  # black ink on a white canvas, 280 x 280 like the widget's
+        pen = ImageDraw.Draw(image)
+        for kind, box in shapes:
+            getattr(pen, kind)(box, **({"fill": 0} if kind == "line" else {"outline": 0}), width=22)
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        canvas._msg_callbacks(canvas, {"type": "stroke"}, [buffer.getvalue()])
+        return guess.value
+
+    assert "reads: <b>1</b>" in stroke(("line", [(150, 50), (135, 230)]))
+    assert "reads: <b>0</b>" in stroke(("ellipse", [80, 40, 200, 240]))
+    assert "reads: <b>7</b>" in stroke(("line", [(70, 60), (210, 60)]), ("line", [(210, 60), (120, 240)]))

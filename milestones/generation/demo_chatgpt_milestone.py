@@ -13,7 +13,15 @@ import sys
 
 import numpy as np
 
-from milestones.generation.test_chatgpt_milestone import CONFIG, STOP, corpus, next_token, read_function, train
+from milestones.generation.test_chatgpt_milestone import (
+    CONFIG,
+    STOP,
+    corpus,
+    next_token,
+    read_function,
+    tokenize,
+    train,
+)
 
 PROMPTS = ["def ", "def __init__(self", "def get_", "def is_", "def _", "def __repr__(self"]
 
@@ -35,6 +43,70 @@ def write(tinytorch, model, tokenizer, prompt, temperature, top_k, rng, max_new=
     return tokenizer.decode(ids)[len(STOP) :]
 
 
+def highlighted(code):
+    """Python source as syntax-highlighted HTML (pygments, inline styles: no stylesheet needed)."""
+    from pygments import highlight
+    from pygments.formatters import HtmlFormatter
+    from pygments.lexers import PythonLexer
+
+    return highlight(code, PythonLexer(), HtmlFormatter(noclasses=True, nobackground=True))
+
+
+def trained_tokenizer(tinytorch):
+    """The CharTokenizer the milestone trains with: built by your tinytorch from the training text."""
+    return tokenize(tinytorch, corpus().train_text)[0]
+
+
+def generation_demo(tinytorch, model, tokenizer):
+    """A prompt box, temperature and top-k, Generate and Stop: the code appears as it is written,
+    highlighted, then marked by whether it parses. Generation runs in a thread, so the cell returns
+    at once and Stop stays responsive. Returns the widget (its .run(prompt, ...) writes synchronously)."""
+    import threading
+
+    import ipywidgets as widgets
+
+    prompt = widgets.Text(value="def ", description="prompt")
+    temperature = widgets.FloatSlider(value=0.5, min=0.1, max=1.5, step=0.05, description="temperature")
+    top_k = widgets.IntSlider(value=0, min=0, max=20, description="top-k (0: off)")
+    go, stop = widgets.Button(description="Generate", icon="play"), widgets.Button(description="Stop", icon="stop")
+    code, mark = widgets.HTML(), widgets.HTML()
+    stopping = threading.Event()
+
+    class Sink:  # write() receives each character as it is chosen
+        text = ""
+
+        def write(self, char):
+            if stopping.is_set():
+                raise KeyboardInterrupt  # leaves write() at once; caught below
+            self.text += char
+            code.value = highlighted(self.text)
+
+        def flush(self):
+            pass
+
+    def run(text, temp, k, seed=None):
+        stopping.clear()
+        sink, mark.value = Sink(), "writing..."
+        try:
+            written = write(tinytorch, model, tokenizer, text, temp, k or None, np.random.default_rng(seed), out=sink)
+        except KeyboardInterrupt:
+            mark.value = "stopped"
+            return sink.text
+        verdict = read_function(written.rstrip("\n")) if written.endswith(STOP) else "unfinished"
+        ok = verdict == "compiles" or verdict.startswith("parses")
+        mark.value = f'<span class="tinytorch-parse-mark">{"✅" if ok else "❌"} {verdict}</span>'
+        return written
+
+    def start(_button):
+        threading.Thread(target=run, args=(prompt.value, temperature.value, top_k.value), daemon=True).start()
+
+    go.on_click(start)
+    stop.on_click(lambda _button: stopping.set())
+    demo = widgets.VBox([widgets.HBox([prompt, go, stop]), widgets.HBox([temperature, top_k]), code, mark])
+    demo.run = run
+    return demo
+
+
 def main(tinytorch=None, steps=None, model=None, tokenizer=None, samples=6, temperature=0.5, top_k=None, seed=None):
     """Train with the judge's recipe (or use a trained model and its tokenizer), then write functions."""
     if tinytorch is None:
@@ -48,6 +120,7 @@ def main(tinytorch=None, steps=None, model=None, tokenizer=None, samples=6, temp
         exec(CONFIG["model"]["default_source"], namespace)
         model, tokenizer, report, _ = train(tinytorch, namespace["build_model"], data.train_text, recipe)
         print(f"Done in {report['train_seconds']:.0f} s.")
+    tokenizer = tokenizer or trained_tokenizer(tinytorch)
     model.eval()
     rng = np.random.default_rng(seed)
     good = 0

@@ -639,3 +639,28 @@ def test_demo_writes_functions_and_marks_each(reference_tinytorch, capsys):
     assert "--- 1/2: temperature 0.5, prompt 'def '" in out and "--- 2/2" in out
     assert out.count("; new]") + out.count("; seen in the training text]") == 2, "one verdict per function"
     assert "of 2 functions parse and compile." in out
+
+
+def test_the_generation_widget_writes_highlighted_code_and_marks_it(reference_tinytorch):
+    from milestones.generation.demo_chatgpt_milestone import generation_demo
+
+    namespace = {}
+    exec("from tinytorch import *", namespace)
+    exec(CONFIG["model"]["default_source"], namespace)
+    tokenizer = reference_tinytorch.CharTokenizer.from_text(corpus().train_text)
+    np.random.seed(0)
+    model = namespace["build_model"](tokenizer.vocab_size)  # untrained: it writes noise, quickly judged
+    demo = generation_demo(reference_tinytorch, model, tokenizer)
+    code, mark = demo.children[2], demo.children[3]
+    text = demo.run("def f(x):", 0.5, 0, seed=0)
+    assert text.startswith("def f(x):") and "<span" in code.value  # highlighted by pygments
+    assert "❌" in mark.value or "✅" in mark.value
+    import threading
+
+    written = []
+    run = threading.Thread(target=lambda: written.append(demo.run("def ", 0.5, 0, seed=1)))
+    run.start()  # as the Generate button does
+    time.sleep(0.5)
+    demo.children[0].children[2].click()  # Stop
+    run.join(timeout=30)
+    assert mark.value == "stopped" and len(written[0]) < 600, (mark.value, len(written[0]))

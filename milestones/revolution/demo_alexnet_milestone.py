@@ -31,10 +31,114 @@ def colour_image(image, scale=2):
     return lines
 
 
+def cifar_like(image, size=32):
+    """Any picture -> (size, size, 3) uint8, as CIFAR-10's: the largest centred square, resized with
+    area averaging. image: a PIL image, or an array (H, W), (H, W, 3) or (H, W, 4) of uint8."""
+    from PIL import Image
+
+    picture = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8))
+    picture = picture.convert("RGB")
+    w, h = picture.size
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    square = picture.crop((left, top, left + side, top + side))
+    return np.asarray(square.resize((size, size), Image.Resampling.BOX), dtype=np.uint8)
+
+
 def softmax(logits):
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
+
+
+PICTURE_UPLOAD_ESM = """
+export default {
+  render({ model, el }) {
+    const input = Object.assign(document.createElement("input"), { type: "file", accept: "image/*" });
+    input.className = "tinytorch-picture-upload";
+    el.append(input);
+    input.addEventListener("change", async () => {
+      const file = input.files[0];
+      if (!file) return;
+      // the browser decodes whatever it can show; Python gets the centred square at 256 x 256
+      const bitmap = await createImageBitmap(file);
+      const side = Math.min(bitmap.width, bitmap.height);
+      const canvas = Object.assign(document.createElement("canvas"), { width: 256, height: 256 });
+      canvas.getContext("2d").drawImage(bitmap, (bitmap.width - side) / 2, (bitmap.height - side) / 2,
+                                        side, side, 0, 0, 256, 256);
+      const blob = await new Promise((done) => canvas.toBlob(done, "image/png"));
+      model.send({ type: "picture", name: file.name }, undefined, [await blob.arrayBuffer()]);
+    });
+  },
+};
+"""
+
+
+def image_demo(tinytorch, model, X_test, y_test, recipe=None, seed=None):
+    """Shuffle through test photographs or upload your own; the CNN's three best guesses for each.
+    Returns the widget (its .show(image, title) classifies one (32, 32, 3) uint8 image)."""
+    import io
+
+    import anywidget
+    import ipywidgets as widgets
+    from PIL import Image
+
+    recipe = recipe or CONFIG["judge"]
+    rng = np.random.default_rng(seed)
+
+    class PictureUpload(anywidget.AnyWidget):
+        _esm = PICTURE_UPLOAD_ESM
+
+    upload = PictureUpload()
+    shuffle = widgets.Button(description="Another test photo", icon="random", layout={"width": "auto"})
+    picture = widgets.Image(format="png", width=128, height=128)
+    guesses = widgets.HTML()
+
+    def show(image, title):
+        probs = softmax(predict(tinytorch, model, image[None], recipe).astype(np.float64))[0]
+        buffer = io.BytesIO()
+        Image.fromarray(image).resize((128, 128), Image.Resampling.NEAREST).save(buffer, format="PNG")
+        picture.value = buffer.getvalue()
+        top = np.argsort(probs)[::-1][:3]
+        rows = "".join(f"<li>{CIFAR10_CLASSES[c]}: {probs[c]:.0%}</li>" for c in top)
+        guesses.value = f'<div class="tinytorch-top3"><b>{title}</b><ol>{rows}</ol></div>'
+
+    def another(_button=None):
+        i = int(rng.integers(len(X_test)))
+        show(np.asarray(X_test[i]), f"test photo {i}: a {CIFAR10_CLASSES[y_test[i]]}")
+
+    def uploaded(_widget, content, buffers):
+        if content.get("type") == "picture" and buffers:
+            image = cifar_like(Image.open(io.BytesIO(bytes(buffers[0]))))
+            show(image, f"your picture {content.get('name', '')}")
+
+    shuffle.on_click(another)
+    upload.on_msg(uploaded)
+    another()
+    demo = widgets.VBox(
+        [widgets.HBox([shuffle, widgets.Label("or upload a picture:"), upload]), widgets.HBox([picture, guesses])]
+    )
+    demo.show = show
+    return demo
+
+
+def plot_confusion(matrix, names):
+    """The confusion matrix as a picture: rows the true class, columns the guess, counts in each cell."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("the network's guess")
+    ax.set_ylabel("true class")
+    for (row, column), count in np.ndenumerate(matrix):
+        dark = count > matrix.max() / 2
+        ax.text(column, row, count, ha="center", va="center", fontsize=7, color="white" if dark else "black")
+    ax.set_title(f"{np.trace(matrix) / matrix.sum():.1%} right; the diagonal is what it gets right", fontsize=9)
+    fig.tight_layout()
+    plt.show()
+    return fig
 
 
 def show_images(images, labels, probs, indices, scale=2):

@@ -288,3 +288,40 @@ def test_demo_shows_images_with_top3_guesses_and_a_confusion_matrix(reference_ti
     out = capsys.readouterr().out
     assert "three best guesses" in out and "Confusion matrix on the 10,000 test images" in out
     assert "\x1b[38;2;" in out, "images are drawn in 24-bit colour"
+
+
+def test_an_uploaded_picture_becomes_a_cifar_image():
+    from milestones.revolution.demo_alexnet_milestone import cifar_like
+
+    (_, _), (X_test, _) = cifar10()
+    rng = np.random.default_rng(0)
+    for i in rng.choice(len(X_test), 20, replace=False):  # a test photo at 4x, with borders left and right
+        big = np.kron(X_test[i], np.ones((4, 4, 1), np.uint8))
+        wide = np.concatenate([np.zeros((128, 40, 3), np.uint8), big, np.full((128, 40, 3), 255, np.uint8)], axis=1)
+        back = cifar_like(wide)
+        assert back.shape == (32, 32, 3) and back.dtype == np.uint8
+        assert np.abs(back.astype(int) - X_test[i]).max() <= 1
+    grey = cifar_like(np.full((50, 80), 200, np.uint8))  # grey and RGBA pictures become 3 channels
+    rgba = cifar_like(np.full((90, 60, 4), 100, np.uint8))
+    assert (grey == 200).all() and grey.shape == rgba.shape == (32, 32, 3)
+
+
+def test_the_image_widget_classifies_test_photos_and_uploads(reference_tinytorch):
+    import io
+
+    from PIL import Image
+
+    from milestones.revolution.demo_alexnet_milestone import image_demo
+
+    namespace = {}
+    exec("from tinytorch import *", namespace)
+    exec(CONFIG["model"]["default_source"], namespace)
+    (_, _), (X_test, y_test) = cifar10()
+    np.random.seed(0)
+    demo = image_demo(reference_tinytorch, namespace["build_model"](), X_test, y_test, seed=0)  # untrained
+    upload, guesses = demo.children[0].children[2], demo.children[1].children[1]
+    assert "test photo" in guesses.value and guesses.value.count("<li>") == 3
+    buffer = io.BytesIO()
+    Image.fromarray(np.kron(X_test[0], np.ones((5, 3, 1), np.uint8))).save(buffer, format="PNG")  # 160 x 96
+    upload._msg_callbacks(upload, {"type": "picture", "name": "cat.png"}, [buffer.getvalue()])
+    assert "your picture cat.png" in guesses.value and guesses.value.count("<li>") == 3
