@@ -1,0 +1,98 @@
+"""Run a student's code in a sandbox: bubblewrap (Debian's `bubblewrap`) plus kernel resource limits.
+
+Inside, the code sees the interpreter, the course's Python environment, the datasets (read-only)
+and its own job folder (read-write), nothing else: no network but loopback, its own process tree,
+a small private /tmp. Limits (prlimit): address space, processes, file size, CPU time; `timeout`
+kills the whole tree at the wall-clock limit. A run as root drops to an unprivileged uid inside
+(setpriv), where the process limit counts; each parallel job gets its own uid, so one student's
+fork bomb cannot use up another's.
+"""
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+UID_BASE = 61000  # job slot k runs as uid UID_BASE + k (no such user needed)
+
+
+@dataclass
+class Limits:
+    memory_mb: int = 4096  # address space; numpy and BLAS reserve more than they touch
+    processes: int = 64  # threads count too
+    file_mb: int = 200  # largest file it may write
+    tmp_mb: int = 256  # its private /tmp
+    cpu_s: int = 1800
+    wall_s: int = 1800
+
+
+def available():
+    """The reason the sandbox cannot run here, or None."""
+    for program in ["bwrap", "prlimit", "setpriv", "timeout"]:
+        if not shutil.which(program):
+            return f"{program} is not installed (Debian: apt-get install bubblewrap util-linux coreutils)"
+    return None
+
+
+def _parents(path):
+    """Folders above path, outermost first (bwrap creates them 0700 as root unless told otherwise)."""
+    return [p for p in reversed(Path(path).parents) if str(p) != "/"]
+
+
+def command(argv, job, readable=(), limits=None, slot=0, env=None):
+    """The argv that runs argv in a sandbox with job (a folder) as its writable working folder and
+    each of readable visible read-only at the same path. env: variables to set inside (nothing else
+    is inherited but PATH, HOME=/tmp and one BLAS thread)."""
+    limits = limits or Limits()
+    job = Path(job).resolve()
+    readable = [Path(p).resolve() for p in readable]
+    python = [Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()]
+    box = ["bwrap", "--die-with-parent", "--new-session", "--clearenv"]
+    box += ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+    box += ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
+    for link in ["bin", "lib", "lib64", "sbin"]:
+        target = Path("/") / link
+        if target.is_symlink():
+            box += ["--symlink", os.readlink(target), str(target)]
+        elif target.exists():
+            box += ["--ro-bind", str(target), str(target)]
+    box += [
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--perms",
+        "1777",
+        "--size",
+        str(limits.tmp_mb << 20),
+        "--tmpfs",
+        "/tmp",
+    ]
+    seen = set()
+    for path in [*python, *readable, job]:
+        for parent in _parents(path):
+            if parent not in seen and not str(parent).startswith("/usr"):
+                seen.add(parent)
+                box += ["--perms", "0755", "--dir", str(parent)]
+    for path in dict.fromkeys(python + readable):
+        if not str(path).startswith("/usr"):
+            box += ["--ro-bind", str(path), str(path)]
+    box += ["--bind", str(job), str(job), "--chdir", str(job)]
+    variables = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": "/tmp", "MPLCONFIGDIR": "/tmp"}
+    variables |= {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    for name, value in {**variables, **(env or {})}.items():
+        box += ["--setenv", name, str(value)]
+    limit = ["prlimit", f"--as={limits.memory_mb << 20}", f"--nproc={limits.processes}"]
+    limit += [f"--fsize={limits.file_mb << 20}", f"--cpu={limits.cpu_s}", "--"]
+    drop = []
+    if os.geteuid() == 0:  # as root the process limit does not count: run as a uid of this job slot
+        uid = UID_BASE + slot
+        os.chown(job, uid, uid)
+        for path in job.rglob("*"):
+            os.chown(path, uid, uid, follow_symlinks=False)
+        drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs"]
+        drop += ["--inh-caps=-all", "--bounding-set=-all"]
+    else:
+        box.insert(1, "--unshare-user")
+    return ["timeout", "-s", "KILL", str(limits.wall_s), *box, *drop, *limit, *argv]
