@@ -12,6 +12,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 c.CourseDirectory.course_id = "tinytorch"
 c.CourseDirectory.root = HERE
 
+# The gradebook. SQLite by default: parallel grading processes wait up to 120 s for its write lock.
+# A shared server: TINYTORCH_DB_URL=postgresql+psycopg2://user@host/gradebook (docs/large-class.md).
+c.CourseDirectory.db_url = os.environ.get(
+    "TINYTORCH_DB_URL", "sqlite:///" + os.path.join(HERE, "gradebook.db") + "?timeout=120"
+)
+
 # The exchange, where `nbgrader release_assignment` puts assignments for students to fetch and where
 # their submissions wait to be collected. A folder inside the course by default; on a shared server
 # (JupyterHub) point TINYTORCH_EXCHANGE at a folder every student can write to.

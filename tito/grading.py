@@ -159,11 +159,12 @@ def _why_it_failed(submission, log):
     return errors[-1].strip() if errors else "nbgrader could not autograde it"
 
 
-def autograde(root, assignments=None, students=None):
+def autograde(root, assignments=None, students=None, register=True):
     """Autograde each submitted/<student>/<assignment>; one bad submission never stops the others.
 
     Assignments missing from the gradebook (a fresh clone has none) are registered first, from
-    source/. When nbgrader fails on a submission, its log is kept in logs/autograde/.
+    source/ (register=False: the caller did). When nbgrader fails on a submission, its log is kept
+    in logs/autograde/.
     """
     from nbgrader.api import Gradebook
 
@@ -179,7 +180,8 @@ def autograde(root, assignments=None, students=None):
         for sub in sorted(p for p in student_dir.iterdir() if p.is_dir())
         if not assignments or sub.name in assignments
     ]
-    register_assignments(root, sorted({sub.name for _, sub in work}))
+    if register:
+        register_assignments(root, sorted({sub.name for _, sub in work}))
     outcomes = []
     for student, sub in work:
         result = api.autograde(sub.name, student, force=True, create=True)
