@@ -129,6 +129,43 @@ def grade_class(root, workers=2, assignments=None, students=None, force=False, e
     return sorted(outcomes, key=lambda o: order[(o.student, o.assignment)]), skipped
 
 
+def collect(root, assignments, source):
+    """Submissions into submitted/: from the nbgrader exchange, or from an LMS zip export in
+    downloaded/<assignment>/archive/ (nbgrader zip_collect; docs/large-class.md has the file-name pattern)."""
+    from tito.release import nbgrader_api
+
+    if not assignments:
+        raise SystemExit("Name the assignments to collect with --assignment.")
+    for assignment in assignments:
+        if source == "exchange":
+            result = nbgrader_api(root).collect(assignment)
+            if not result["success"]:
+                raise SystemExit(f"nbgrader collect {assignment} failed:\n{result.get('log', '')}")
+        else:
+            _nbgrader(root, "zip_collect", assignment)
+
+
+def generate_feedback(root, assignments):
+    """nbgrader's feedback files (feedback/<student>/<assignment>/) for every graded submission."""
+    from tito.release import nbgrader_api
+
+    api = nbgrader_api(root)
+    for assignment in assignments:
+        api.generate_feedback(assignment)
+
+
+def export_grades(root, path="grades.csv"):
+    """nbgrader export: every student's score on every assignment, as CSV; returns its path."""
+    _nbgrader(root, "export", f"--to={path}")
+    return Path(root) / path
+
+
+def _nbgrader(root, *args):
+    proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=root, capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(f"nbgrader {' '.join(args)} failed:\n{proc.stdout}{proc.stderr}")
+
+
 def _job(root, student, assignment):
     """The grading process: tito's autograde for one submission; its Outcome as the last line."""
     from dataclasses import asdict

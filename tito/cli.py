@@ -250,14 +250,28 @@ def cmd_milestone_demo(args):
 
 # ---------------------------------------------------------------- instructors
 def cmd_grade(args):
-    from tito.grading import autograde, summary
+    """Collect, autograde in parallel, feedback, grades CSV and the curriculum report, for a class."""
+    from tito.class_grading import collect, export_grades, generate_feedback, grade_class
+    from tito.grading import summary
+    from tito.release import nbgrader_api
+    from tito.report import report
 
     root = Path(args.course).resolve()
-    if not (root / "nbgrader_config.py").exists() or not (root / "submitted").is_dir():
-        say(f"{root} has no nbgrader_config.py or no submitted/ folder: run this from the course root.")
+    if not (root / "nbgrader_config.py").exists():
+        say(f"{root} has no nbgrader_config.py: run this from the course root.")
         return 1
-    outcomes = autograde(root, args.assignment or None, args.student or None)
+    if args.collect:
+        collect(root, args.assignment or [], args.collect)
+    if not (root / "submitted").is_dir():
+        say(f"{root} has no submitted/ folder: collect the submissions first (--collect exchange or zip).")
+        return 1
+    outcomes, _ = grade_class(root, args.workers, args.assignment or None, args.student or None, args.force, log=say)
     say("\n".join(summary(root, outcomes)))
+    graded = sorted({o.assignment for o in outcomes if o.graded})
+    if graded and not args.no_feedback:
+        generate_feedback(root, graded)
+    say(f"\nGrades: {export_grades(root)}")
+    say("\n" + "\n".join(report(nbgrader_api(root).coursedir.db_url, root / "reports")))
     return 0 if all(o.graded for o in outcomes) else 1
 
 
@@ -322,6 +336,10 @@ def build_parser():
     grade.add_argument("--course", default=".", help="course root (holds nbgrader_config.py)")
     grade.add_argument("--assignment", action="append", help="only this assignment (repeatable)")
     grade.add_argument("--student", action="append", help="only this student (repeatable)")
+    grade.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="submissions graded at once")
+    grade.add_argument("--force", action="store_true", help="grade again what was graded and has not changed")
+    grade.add_argument("--collect", choices=["exchange", "zip"], help="first collect from the exchange or an LMS zip")
+    grade.add_argument("--no-feedback", action="store_true", help="do not generate feedback files")
     grade.set_defaults(fn=cmd_grade)
 
     view = sub.add_parser("view", help="JupyterLab for students (instructor tools hidden) or instructors")

@@ -6,7 +6,6 @@ import re
 import shutil
 import tempfile
 import warnings
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -201,25 +200,10 @@ def autograde(root, assignments=None, students=None, register=True):
     return outcomes
 
 
-def failing_tests(root):
-    """(assignment, grade_id) -> number of students who lost points on it, most common first."""
-    from nbgrader.api import Gradebook
-
-    api = nbgrader_api(root)
-    counts = Counter()
-    with Gradebook(api.coursedir.db_url) as gb:
-        for assignment in gb.assignments:
-            for submission in assignment.submissions:
-                for nb in submission.notebooks:
-                    for grade in nb.grades:
-                        if grade.max_score and (grade.score or 0) < grade.max_score:
-                            counts[(assignment.name, grade.name)] += 1
-    return counts.most_common()
-
-
 def summary(root, outcomes):
     """What an instructor reads after grading: every submission, milestone rates, hardest tests."""
     from tito.course import milestones
+    from tito.report import hardest_tests, read_gradebook
 
     lines = []
     for o in outcomes:
@@ -235,8 +219,8 @@ def summary(root, outcomes):
             )
     if rates:
         lines += ["\nMilestone completion (curriculum validation):", *rates]
-    worst = failing_tests(root)[:10]
+    worst = hardest_tests(read_gradebook(nbgrader_api(root).coursedir.db_url))
     if worst:
         lines.append("\nTests that fail most often:")
-        lines += [f"  {n:>4} × {assignment}/{grade_id}" for (assignment, grade_id), n in worst]
+        lines += [f"  {lost:>4} × {name}" for name, lost, _ in worst]
     return lines
