@@ -2,6 +2,8 @@
 
 import os
 import shutil
+import socket
+import tempfile
 
 import pytest
 from browser import screenshot
@@ -45,3 +47,37 @@ def page(chromium, request):
         if request.node.stash.get(_FAILED, False):
             screenshot(page, f"{request.node.name}-failure")
         browser.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A throwaway PostgreSQL server (Debian's packages) with an empty database; its SQLAlchemy URL.
+    Skipped without PostgreSQL, except in CI (CI set), where it fails."""
+    import glob
+    import subprocess
+
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        (pytest.fail if os.environ.get("CI") else pytest.skip)("needs PostgreSQL (apt install postgresql)")
+    bin_dir = os.path.dirname(found[-1])
+    folder = tempfile.mkdtemp(prefix="tinytorch-postgres-")  # pytest's tmp folders are closed to other users
+    as_owner = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root: its own user owns the cluster
+        shutil.chown(folder, "postgres", "postgres")
+        as_owner = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def run(*argv):
+        subprocess.run([*as_owner, *argv], check=True, capture_output=True, text=True)
+
+    run(f"{bin_dir}/initdb", "-D", f"{folder}/data", "-A", "trust", "-U", "postgres", "--no-sync")
+    options = f"-k {folder} -p {port} -c listen_addresses='' -c fsync=off"
+    run(f"{bin_dir}/pg_ctl", "-D", f"{folder}/data", "-l", f"{folder}/log", "-w", "-o", options, "start")
+    try:
+        run(f"{bin_dir}/psql", "-h", str(folder), "-p", str(port), "-U", "postgres", "-c", "CREATE DATABASE gradebook")
+        yield f"postgresql+psycopg2://postgres@/gradebook?host={folder}&port={port}"
+    finally:
+        run(f"{bin_dir}/pg_ctl", "-D", f"{folder}/data", "-m", "fast", "stop")
+        shutil.rmtree(folder, ignore_errors=True)

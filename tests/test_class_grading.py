@@ -13,7 +13,15 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_tito_grade_grades_in_parallel_and_a_rerun_grades_only_changes(tmp_path_factory):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def gradebook(request, monkeypatch):
+    """The course's own SQLite file, or a real PostgreSQL server through TINYTORCH_DB_URL."""
+    if request.param == "postgresql":
+        monkeypatch.setenv("TINYTORCH_DB_URL", request.getfixturevalue("postgres_url"))
+    return request.param
+
+
+def test_tito_grade_grades_in_parallel_and_a_rerun_grades_only_changes(tmp_path_factory, gradebook):
     from tito.class_grading import grade_class
 
     root = course_copy(tmp_path_factory)
@@ -41,6 +49,7 @@ def test_tito_grade_grades_in_parallel_and_a_rerun_grades_only_changes(tmp_path_
     assert (root / "feedback" / "cy" / a / f"{a}.html").exists()
     assert (root / "reports" / "heatmap.png").exists() and "Where students stop" in proc.stdout, proc.stdout
 
+    assert (root / "gradebook.db").exists() == (gradebook == "sqlite")
     assert grade_class(root, workers=2, log=lambda *_: None) == ([], 3)  # nothing changed
     submit(root, "ben", a, solved(root, a))  # ben finishes his work and submits again
     outcomes, skipped = grade_class(root, workers=2, log=lambda *_: None)
