@@ -12,6 +12,7 @@ mode, so readers never block writers. Assignments and students are registered be
 start: creating them concurrently is what races.
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -127,6 +128,29 @@ def grade_class(root, workers=2, assignments=None, students=None, force=False, e
             pool.shutdown()
     order = {(s, a): i for i, (s, a, _) in enumerate(todo)}
     return sorted(outcomes, key=lambda o: order[(o.student, o.assignment)]), skipped
+
+
+@contextlib.contextmanager
+def dask_executor(address, workers):
+    """None (grade_class's own process pool) without an address; else a concurrent.futures executor on
+    a Dask cluster: 'local' starts one here (workers processes, one thread each), anything else is a
+    running scheduler's address. Every worker must see the course folder at the same path."""
+    if not address:
+        yield None
+        return
+    import dask
+    from distributed import Client, LocalCluster
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):  # a crashed job is an outcome, not a retry
+        if address == "local":
+            cluster = LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit=0
+            )
+            with cluster, Client(cluster) as client:
+                yield client.get_executor()
+        else:
+            with Client(address) as client:
+                yield client.get_executor()
 
 
 def collect(root, assignments, source):

@@ -251,7 +251,7 @@ def cmd_milestone_demo(args):
 # ---------------------------------------------------------------- instructors
 def cmd_grade(args):
     """Collect, autograde in parallel, feedback, grades CSV and the curriculum report, for a class."""
-    from tito.class_grading import collect, export_grades, generate_feedback, grade_class
+    from tito.class_grading import collect, dask_executor, export_grades, generate_feedback, grade_class
     from tito.grading import summary
     from tito.release import nbgrader_api
     from tito.report import report
@@ -265,7 +265,10 @@ def cmd_grade(args):
     if not (root / "submitted").is_dir():
         say(f"{root} has no submitted/ folder: collect the submissions first (--collect exchange or zip).")
         return 1
-    outcomes, _ = grade_class(root, args.workers, args.assignment or None, args.student or None, args.force, log=say)
+    with dask_executor(args.dask, args.workers) as executor:
+        outcomes, _ = grade_class(
+            root, args.workers, args.assignment or None, args.student or None, args.force, executor, log=say
+        )
     say("\n".join(summary(root, outcomes)))
     graded = sorted({o.assignment for o in outcomes if o.graded})
     if graded and not args.no_feedback:
@@ -340,6 +343,11 @@ def build_parser():
     grade.add_argument("--force", action="store_true", help="grade again what was graded and has not changed")
     grade.add_argument("--collect", choices=["exchange", "zip"], help="first collect from the exchange or an LMS zip")
     grade.add_argument("--no-feedback", action="store_true", help="do not generate feedback files")
+    grade.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="run the grading jobs on a Dask cluster (its scheduler's address, or 'local' for one on this machine)",
+    )
     grade.set_defaults(fn=cmd_grade)
 
     view = sub.add_parser("view", help="JupyterLab for students (instructor tools hidden) or instructors")
