@@ -5,6 +5,7 @@ import os
 import tito  # noqa: F401  (one BLAS thread per grading kernel; the venv's programs on PATH)
 from tito.course import KERNEL_ARGUMENTS, cell_timeout, keep_out_of_home
 from tito.grading import grading_preprocessors
+from tito.sandbox import available as sandbox_available
 
 c = get_config()  # noqa: F821  (provided by nbgrader)
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -32,5 +33,12 @@ c.Execute.extra_arguments = ["--HistoryManager.hist_file=:memory:", *KERNEL_ARGU
 # Kernels start in an empty folder, milestone judges run outside the student's kernel, and a
 # crashed kernel still leaves a graded notebook (see tito/grading.py).
 c.Autograde.autograde_preprocessors = grading_preprocessors()
+
+# Where bubblewrap is installed, each kernel runs in a sandbox: no network, only its own folder, the
+# data and the notebooks it builds on; these limits per kernel (docs/large-class.md).
+c.GradingExecute.sandbox = sandbox_available() is None
+c.GradingExecute.memory_mb = 4096
+c.GradingExecute.processes = 64
+c.GradingExecute.file_mb = 200
 
 keep_out_of_home(HERE)  # IPython, matplotlib and kernel connection files stay in .tito/

@@ -13,6 +13,7 @@ from nbclient.exceptions import DeadKernelError
 from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
 from sqlalchemy.exc import SAWarning
+from traitlets import Bool, Int
 
 from tito.export import NotebookError, read_notebook
 from tito.release import nbgrader_api
@@ -52,6 +53,12 @@ class GradingExecute(Execute):
       instead of the whole submission failing to grade (or unexecuted test cells counting as passed).
     """
 
+    sandbox = Bool(False, help="start each kernel in a bubblewrap sandbox with the limits below").tag(config=True)
+    memory_mb = Int(4096, help="a kernel's address space").tag(config=True)
+    processes = Int(64, help="processes and threads of a kernel").tag(config=True)
+    file_mb = Int(200, help="the largest file a kernel may write").tag(config=True)
+    tmp_mb = Int(256, help="a kernel's private /tmp").tag(config=True)
+
     def preprocess(self, nb, resources=None, km=None):
         from tito.course import milestones
         from tito.notebook import NOTEBOOKS_ENV, OWNER_ENV
@@ -64,11 +71,29 @@ class GradingExecute(Execute):
         self._notebooks, self._owner = folder, owner
         self._cwd = tempfile.mkdtemp(prefix="tinytorch-kernel-")
         resources.setdefault("metadata", {})["path"] = self._cwd
+        if self.sandbox:
+            self.kernel_manager_class = self._sandboxed(assignment, folder)
         self._nb = nb
         try:
             return super().preprocess(nb, resources, km)
         finally:
             shutil.rmtree(self._cwd, ignore_errors=True)
+
+    def _sandboxed(self, assignment, folder):
+        """The kernel sees the course's code, the data and the notebooks its tinytorch is built from
+        (only the modules this one builds on), and its own empty folder; nothing else."""
+        import milestones as course_milestones
+        import tito
+        from tito.course import prerequisites
+        from tito.sandbox import Limits, kernel_manager
+
+        readable = [Path(tito.__file__).parent, Path(course_milestones.__file__).parent]
+        readable += [folder / m for m in prerequisites(assignment) if (folder / m).is_dir()]
+        if os.environ.get("TINYTORCH_DATA"):
+            readable.append(Path(os.environ["TINYTORCH_DATA"]))
+        limits = Limits(self.memory_mb, self.processes, self.file_mb, self.tmp_mb, cpu_s=3600, wall_s=3600)
+        slot = int(os.environ.get("TINYTORCH_SLOT", os.getpid() % 4000))
+        return kernel_manager(self._cwd, readable, limits, slot)
 
     def notebooks_for(self, student, assignment):
         """The folder of notebooks a graded notebook's tinytorch is built from, and whose they are:

@@ -96,3 +96,33 @@ def command(argv, job, readable=(), limits=None, slot=0, env=None):
     else:
         box.insert(1, "--unshare-user")
     return ["timeout", "-s", "KILL", str(limits.wall_s), *box, *drop, *limit, *argv]
+
+
+# Variables a grading kernel needs from the grader (everything else is cleared at the sandbox's door).
+PASSED_ON = ("TINYTORCH_", "NBGRADER_", "PYTHONPATH", "MPLBACKEND", "OMP_", "OPENBLAS_", "MKL_")
+
+
+def kernel_manager(job, readable, limits=None, slot=0):
+    """A jupyter_client kernel manager class whose kernels start in the sandbox, in job, talking to
+    the grader over Unix sockets in job (no network at all), interrupted by message (a signal
+    would stop bubblewrap, not the cell)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    job = Path(job).resolve()
+
+    class SandboxedKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.transport, self.ip = "ipc", str(job / "kernel")
+            self.connection_file = str(job / "kernel.json")
+
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            self.kernel_spec.interrupt_mode = "message"
+            os.chmod(self.connection_file, 0o644)  # read by the kernel's own uid; only its sandbox sees job
+            env = {k: v for k, v in kw.get("env", {}).items() if k.startswith(PASSED_ON)}
+            env["IPYTHONDIR"] = "/tmp/ipython"
+            kw["cwd"] = str(job)
+            sandboxed = command(kernel_cmd, job, readable=readable, limits=limits, slot=slot, env=env)
+            return await super()._async_launch_kernel(sandboxed, **kw)
+
+    return SandboxedKernelManager
