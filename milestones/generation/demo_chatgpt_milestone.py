@@ -66,8 +66,9 @@ def generation_demo(tinytorch, model, tokenizer):
     import ipywidgets as widgets
 
     prompt = widgets.Text(value="def ", description="prompt")
-    temperature = widgets.FloatSlider(value=0.5, min=0.1, max=1.5, step=0.05, description="temperature")
-    top_k = widgets.IntSlider(value=0, min=0, max=20, description="top-k (0: off)")
+    wide = {"description_width": "initial"}  # the labels in full, not cut to ipywidgets' default width
+    temperature = widgets.FloatSlider(value=0.5, min=0.1, max=1.5, step=0.05, description="temperature", style=wide)
+    top_k = widgets.IntSlider(value=0, min=0, max=20, description="top-k (0: off)", style=wide)
     go, stop = widgets.Button(description="Generate", icon="play"), widgets.Button(description="Stop", icon="stop")
     code, mark = widgets.HTML(), widgets.HTML()
     stopping = threading.Event()
