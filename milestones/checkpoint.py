@@ -97,10 +97,9 @@ def load_checkpoint(tinytorch, number, start=None):
     with np.load(path) as saved:
         info = json.loads(str(saved["info"]))
         state = {key[len("state/") :]: saved[key] for key in saved.files if key.startswith("state/")}
-    namespace = {}
-    exec("from tinytorch import *", namespace)
-    exec(info["model_source"], namespace)
-    model = load_state_dict(namespace["build_model"](*info["build_args"]), state)
+    from milestones.judge import build_model_from
+
+    model = load_state_dict(build_model_from(info["model_source"])(*info["build_args"]), state)
     if hasattr(model, "eval"):
         model.eval()
     return model

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from milestones.checkpoint import load_checkpoint, save_checkpoint
+from milestones.judge import build_model_from
 
 CNN = """
 def build_model():
@@ -19,10 +20,7 @@ def workspace(tmp_path):
 
 
 def build(tinytorch, source):
-    namespace = {}
-    exec("from tinytorch import *", namespace)
-    exec(source, namespace)
-    return namespace["build_model"]()
+    return build_model_from(source)()
 
 
 def test_a_saved_model_comes_back_with_its_parameters_and_batch_norm_statistics(reference_tinytorch, workspace):

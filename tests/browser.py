@@ -9,13 +9,14 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from tito.demo import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
@@ -39,19 +40,13 @@ class JupyterLab:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def jupyterlab(root, token=None, timeout=60):
     """Run `jupyter lab` in root (its own config and settings, no news, no update checks, notebooks open
     with a kernel and render every cell) until the block ends. Yields a JupyterLab; on an error in the
     block, the server's log is printed, so pytest shows it with the failure, and kept in a file."""
     token = token or secrets.token_hex(16)
-    port = _free_port()
+    port = free_port()
     home = Path(tempfile.mkdtemp(prefix="tinytorch-lab-"))
     config, settings = home / "config", home / "settings"
     (config / "labconfig").mkdir(parents=True)

@@ -22,6 +22,7 @@ from milestones.generation.test_chatgpt_milestone import (
     tokenize,
     train,
 )
+from milestones.judge import build_model_from
 
 PROMPTS = ["def ", "def __init__(self", "def get_", "def is_", "def _", "def __repr__(self"]
 
@@ -116,10 +117,8 @@ def main(tinytorch=None, steps=None, model=None, tokenizer=None, samples=6, temp
     data = corpus()
     if model is None:
         print(f"Training the judge's TinyGPT with your tinytorch for {recipe['steps']} steps...")
-        namespace = {}
-        exec("from tinytorch import *", namespace)
-        exec(CONFIG["model"]["default_source"], namespace)
-        model, tokenizer, report, _ = train(tinytorch, namespace["build_model"], data.train_text, recipe)
+        build_model = build_model_from(CONFIG["model"]["default_source"])
+        model, tokenizer, report, _ = train(tinytorch, build_model, data.train_text, recipe)
         print(f"Done in {report['train_seconds']:.0f} s.")
     tokenizer = tokenizer or trained_tokenizer(tinytorch)
     model.eval()

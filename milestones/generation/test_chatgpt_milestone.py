@@ -26,7 +26,15 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from milestones.judge import MilestoneFailure, check_notebook, check_one_step, judge, speed_check, step
+from milestones.judge import (
+    MilestoneFailure,
+    build_model_from,
+    check_notebook,
+    check_one_step,
+    judge,
+    speed_check,
+    step,
+)
 from tito.checks import to_numpy
 
 CONFIG = yaml.safe_load(Path(__file__).with_name("milestone.yml").read_text())
@@ -628,12 +636,11 @@ def test_judge_fails_a_broken_model(reference_tinytorch, broken):
 def test_demo_writes_functions_and_marks_each(reference_tinytorch, capsys):
     from milestones.generation.demo_chatgpt_milestone import main
 
-    namespace = {}
-    exec("from tinytorch import *", namespace)
-    exec(CONFIG["model"]["default_source"], namespace)
     tokenizer = reference_tinytorch.CharTokenizer.from_text(corpus().train_text)
     np.random.seed(0)
-    model = namespace["build_model"](tokenizer.vocab_size)  # untrained: no training time, and gibberish
+    model = build_model_from(CONFIG["model"]["default_source"])(
+        tokenizer.vocab_size
+    )  # untrained: no training time, and gibberish
     main(reference_tinytorch, model=model, tokenizer=tokenizer, samples=2, seed=0)
     out = capsys.readouterr().out
     assert "--- 1/2: temperature 0.5, prompt 'def '" in out and "--- 2/2" in out
@@ -644,12 +651,11 @@ def test_demo_writes_functions_and_marks_each(reference_tinytorch, capsys):
 def test_the_generation_widget_writes_highlighted_code_and_marks_it(reference_tinytorch):
     from milestones.generation.demo_chatgpt_milestone import generation_demo
 
-    namespace = {}
-    exec("from tinytorch import *", namespace)
-    exec(CONFIG["model"]["default_source"], namespace)
     tokenizer = reference_tinytorch.CharTokenizer.from_text(corpus().train_text)
     np.random.seed(0)
-    model = namespace["build_model"](tokenizer.vocab_size)  # untrained: it writes noise, quickly judged
+    model = build_model_from(CONFIG["model"]["default_source"])(
+        tokenizer.vocab_size
+    )  # untrained: it writes noise, quickly judged
     demo = generation_demo(reference_tinytorch, model, tokenizer)
     code, mark = demo.children[2], demo.children[3]
     text = demo.run("def f(x):", 0.5, 0, seed=0)

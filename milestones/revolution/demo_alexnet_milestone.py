@@ -13,6 +13,7 @@ import shutil
 
 import numpy as np
 
+from milestones.judge import build_model_from
 from milestones.revolution.test_alexnet_milestone import CONFIG, cifar10, predict, train
 from tito.datasets import CIFAR10_CLASSES
 
@@ -185,10 +186,7 @@ def main(tinytorch=None, epochs=None, model=None, samples=8, seed=None):
     (X_train, y_train), (X_test, y_test) = cifar10()
     if model is None:
         print(f"Training the judge's CNN with your tinytorch for {recipe['epochs']} epoch(s) on 50,000 images...")
-        namespace = {}
-        exec("from tinytorch import *", namespace)
-        exec(CONFIG["model"]["default_source"], namespace)
-        model, report = train(tinytorch, namespace["build_model"], X_train, y_train, recipe)
+        model, report = train(tinytorch, build_model_from(CONFIG["model"]["default_source"]), X_train, y_train, recipe)
         print(f"Done in {report['train_seconds']:.0f} s.")
 
     probs = softmax(predict(tinytorch, model, X_test, recipe).astype(np.float64))

@@ -24,6 +24,7 @@ import yaml
 
 from milestones.judge import (
     MilestoneFailure,
+    build_model_from,
     check_logits,
     check_notebook,
     check_one_step,
@@ -280,11 +281,10 @@ def test_judge_does_not_start_training_that_would_not_fit_its_budget(reference_t
 def test_demo_shows_images_with_top3_guesses_and_a_confusion_matrix(reference_tinytorch, capsys):
     from milestones.revolution.demo_alexnet_milestone import main
 
-    namespace = {}
-    exec("from tinytorch import *", namespace)
-    exec(CONFIG["model"]["default_source"], namespace)
     np.random.seed(0)
-    main(reference_tinytorch, model=namespace["build_model"](), samples=4, seed=0)  # untrained: no training time
+    main(
+        reference_tinytorch, model=build_model_from(CONFIG["model"]["default_source"])(), samples=4, seed=0
+    )  # untrained: no training time
     out = capsys.readouterr().out
     assert "three best guesses" in out and "Confusion matrix on the 10,000 test images" in out
     assert "\x1b[38;2;" in out, "images are drawn in 24-bit colour"
@@ -313,12 +313,10 @@ def test_the_image_widget_classifies_test_photos_and_uploads(reference_tinytorch
 
     from milestones.revolution.demo_alexnet_milestone import image_demo
 
-    namespace = {}
-    exec("from tinytorch import *", namespace)
-    exec(CONFIG["model"]["default_source"], namespace)
     (_, _), (X_test, y_test) = cifar10()
     np.random.seed(0)
-    demo = image_demo(reference_tinytorch, namespace["build_model"](), X_test, y_test, seed=0)  # untrained
+    model = build_model_from(CONFIG["model"]["default_source"])()
+    demo = image_demo(reference_tinytorch, model, X_test, y_test, seed=0)  # untrained
     upload, guesses = demo.children[0].children[2], demo.children[1].children[1]
     assert "test photo" in guesses.value and guesses.value.count("<li>") == 3
     buffer = io.BytesIO()
