@@ -35,7 +35,7 @@ import threading
 import time
 from collections import defaultdict
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -301,8 +301,19 @@ def _stream(pipe, log, lines):
             log(lines[-1])
 
 
-def run_student_process(milestone, package, model_source, recipe, inputs, log=print):
-    """Train in a fresh process; return (outputs, report). Raises MilestoneFailure with the reason."""
+def _sandboxed(argv, work, package, limits, env):
+    """argv run in tito's sandbox (bubblewrap + limits): it sees the course's code, the exported
+    package and work, nothing else."""
+    from tito.sandbox import command, course_code, job_slot
+
+    package_parent = Path(package).resolve().parent
+    os.chmod(package_parent, 0o755)  # a private temporary folder; the sandbox's uid must read it
+    return command(argv, work, [*course_code(), package_parent], limits, job_slot(), env)
+
+
+def run_student_process(milestone, package, model_source, recipe, inputs, log=print, sandbox=None):
+    """Train in a fresh process; return (outputs, report). Raises MilestoneFailure with the reason.
+    sandbox: tito.sandbox.Limits to run the student's code in the grading sandbox (nbgrader does)."""
     budget = float(recipe["time_budget_s"])
     with tempfile.TemporaryDirectory(prefix="tinytorch-judge-") as work:
         work = Path(work)
@@ -322,8 +333,14 @@ def run_student_process(milestone, package, model_source, recipe, inputs, log=pr
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TINYTORCH_DATA", "PYTHON"))}
         env.setdefault("TQDM_MININTERVAL", "10")  # a progress bar's line every 10 s in logs, not every batch
         # -I: neither the current folder nor PYTHONPATH nor user site-packages come on the import path
+        argv = [sys.executable, "-I", "-m", "milestones.judge", str(work)]
+        if sandbox is not None:
+            limits = replace(
+                sandbox, cpu_s=int(budget) + 60, wall_s=int(budget) + 60
+            )  # the budget below stops it first
+            argv = _sandboxed(argv, work, package, limits, {"TQDM_MININTERVAL": env["TQDM_MININTERVAL"]})
         proc = subprocess.Popen(
-            [sys.executable, "-I", "-m", "milestones.judge", str(work)],
+            argv,
             cwd=work,
             env=env,
             stdout=subprocess.PIPE,
@@ -356,7 +373,7 @@ def run_student_process(milestone, package, model_source, recipe, inputs, log=pr
         return outputs, json.loads((work / "report.json").read_text())
 
 
-def judge(milestone, package, model_source=None, log=print, who="your tinytorch", **recipe_changes):
+def judge(milestone, package, model_source=None, log=print, who="your tinytorch", sandbox=None, **recipe_changes):
     """Train the milestone with the tinytorch package at `package`, score it here, require the threshold.
 
     model_source is the text of a cell defining build_model() (default: the milestone's default
@@ -368,7 +385,7 @@ def judge(milestone, package, model_source=None, log=print, who="your tinytorch"
     inputs, answers = milestone.judge_inputs()
     started = time.perf_counter()
     outputs, report = run_student_process(
-        milestone, package, model_source or config["model"]["default_source"], recipe, inputs, log
+        milestone, package, model_source or config["model"]["default_source"], recipe, inputs, log, sandbox
     )
     scored = milestone.score(outputs, answers)
     details = dict(scored) if isinstance(scored, dict) else {"measure": scored}
@@ -389,7 +406,7 @@ def judge(milestone, package, model_source=None, log=print, who="your tinytorch"
     return result
 
 
-def judge_notebooks(milestone, folder, requires, model_source, log=print, who="your tinytorch"):
+def judge_notebooks(milestone, folder, requires, model_source, log=print, who="your tinytorch", sandbox=None):
     """Export the required modules' notebooks from folder into a temporary package and judge it.
     A module that does not export cleanly fails the milestone with its problems listed."""
     from tito.notebook import build_tinytorch
@@ -399,7 +416,7 @@ def judge_notebooks(milestone, folder, requires, model_source, log=print, who="y
         problems = [p for found in report.values() for p in found]
         if problems:
             raise MilestoneFailure("your modules do not export cleanly:\n  " + "\n  ".join(problems))
-        return judge(milestone, package, model_source, log=log, who=who)
+        return judge(milestone, package, model_source, log=log, who=who, sandbox=sandbox)
 
 
 def check_notebook(milestone, build_model):

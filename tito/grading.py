@@ -82,18 +82,21 @@ class GradingExecute(Execute):
     def _sandboxed(self, assignment, folder):
         """The kernel sees the course's code, the data and the notebooks its tinytorch is built from
         (only the modules this one builds on), and its own empty folder; nothing else."""
-        import milestones as course_milestones
-        import tito
         from tito.course import prerequisites
-        from tito.sandbox import Limits, kernel_manager
+        from tito.sandbox import course_code, job_slot, kernel_manager
 
-        readable = [Path(tito.__file__).parent, Path(course_milestones.__file__).parent]
-        readable += [folder / m for m in prerequisites(assignment) if (folder / m).is_dir()]
+        readable = course_code() + [folder / m for m in prerequisites(assignment) if (folder / m).is_dir()]
         if os.environ.get("TINYTORCH_DATA"):
             readable.append(Path(os.environ["TINYTORCH_DATA"]))
-        limits = Limits(self.memory_mb, self.processes, self.file_mb, self.tmp_mb, cpu_s=3600, wall_s=3600)
-        slot = int(os.environ.get("TINYTORCH_SLOT", os.getpid() % 4000))
-        return kernel_manager(self._cwd, readable, limits, slot)
+        return kernel_manager(self._cwd, readable, self._limits(), job_slot())
+
+    def _limits(self):
+        """The sandbox limits of nbgrader_config.py, or None when the sandbox is off."""
+        from tito.sandbox import Limits
+
+        if not self.sandbox:
+            return None
+        return Limits(self.memory_mb, self.processes, self.file_mb, self.tmp_mb, cpu_s=3600, wall_s=3600)
 
     def notebooks_for(self, student, assignment):
         """The folder of notebooks a graded notebook's tinytorch is built from, and whose they are:
@@ -144,7 +147,14 @@ class GradingExecute(Execute):
         try:
             if not model:
                 raise MilestoneFailure(f"the notebook has no cell with grade_id {model_id!r} (build_model).")
-            judge_notebooks(self._judge.judge_file(), self._notebooks, self._judge.requires, model[0], log=lines.append)
+            judge_notebooks(
+                self._judge.judge_file(),
+                self._notebooks,
+                self._judge.requires,
+                model[0],
+                log=lines.append,
+                sandbox=self._limits(),
+            )
         except MilestoneFailure as err:
             outputs.append(_error_output("MilestoneFailure", str(err)))
         return [NotebookNode(output_type="stream", name="stdout", text="\n".join(lines) + "\n"), *outputs]
