@@ -34,8 +34,9 @@ c.Execute.extra_arguments = ["--HistoryManager.hist_file=:memory:", *KERNEL_ARGU
 # crashed kernel still leaves a graded notebook (see tito/grading.py).
 c.Autograde.autograde_preprocessors = grading_preprocessors()
 
-# Where bubblewrap is installed, each kernel runs in a sandbox: no network, only its own folder, the
-# data and the notebooks it builds on; these limits per kernel (docs/large-class.md).
+# Where bubblewrap is installed, each kernel and each milestone's training process runs in a sandbox:
+# no network, only its own folder, the data and the notebooks it builds on; these limits for each
+# (docs/large-class.md).
 c.GradingExecute.sandbox = sandbox_available() is None
 c.GradingExecute.memory_mb = 4096
 c.GradingExecute.processes = 64

@@ -189,6 +189,33 @@ def test_judge_stops_training_that_runs_too_long(reference_tinytorch):
     assert time.perf_counter() - start < 30
 
 
+def test_in_the_grading_sandbox_student_code_has_no_network_no_course_files_and_a_memory_limit(reference_tinytorch):
+    import pytest
+
+    from tito.sandbox import Limits, available
+
+    if available() is not None:
+        pytest.skip(available())
+    source = Path(__file__).resolve().parents[2] / "source"
+    probe = (
+        "def build_model():\n"
+        "    import os, socket\n"
+        "    try:\n"
+        "        socket.create_connection(('1.1.1.1', 53), timeout=3)\n"
+        "        network = 'reachable'\n"
+        "    except OSError as err:\n"
+        "        network = err.strerror\n"
+        f"    seen = os.path.exists({str(source)!r})\n"
+        "    raise RuntimeError(f'network: {network}; course source seen: {seen}')\n"
+    )
+    package = _package(reference_tinytorch)
+    with pytest.raises(AssertionError, match="network: Network is unreachable; course source seen: False"):
+        judge_package(package, probe, log=_quiet, sandbox=Limits())
+    greedy = "def build_model():\n    return np.ones(50 * 2**30 // 8)\n"
+    with pytest.raises(AssertionError, match="(?s)building the model.*Unable to allocate 50.0 GiB"):
+        judge_package(package, greedy, log=_quiet, sandbox=Limits(memory_mb=2048))
+
+
 def test_a_drawing_becomes_an_mnist_digit_the_way_mnist_digits_were_made():
     from milestones.foundation.demo_lenet_milestone import mnist_like
 
