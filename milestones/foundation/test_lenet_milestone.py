@@ -11,6 +11,7 @@ Your package is called through this interface (later modules must keep it workin
     model(x) -> (N, 10) logits, model.parameters(), model.eval(), model.train()
 """
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -195,7 +196,7 @@ def test_in_the_grading_sandbox_student_code_has_no_network_no_course_files_and_
     from tito.sandbox import Limits, available
 
     if available() is not None:
-        pytest.skip(available())
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(available())
     source = Path(__file__).resolve().parents[2] / "source"
     probe = (
         "def build_model():\n"
