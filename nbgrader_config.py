@@ -41,5 +41,6 @@ c.GradingExecute.sandbox = sandbox_available() is None
 c.GradingExecute.memory_mb = 4096
 c.GradingExecute.processes = 64
 c.GradingExecute.file_mb = 200
+c.GradingExecute.tmp_mb = 256
 
 keep_out_of_home(HERE)  # IPython, matplotlib and kernel connection files stay in .tito/

@@ -308,7 +308,7 @@ def _sandboxed(argv, work, package, limits, env):
 
     package_parent = Path(package).resolve().parent
     os.chmod(package_parent, 0o755)  # a private temporary folder; the sandbox's uid must read it
-    return command(argv, work, [*course_code(), package_parent], limits, job_slot(), env)
+    return command(argv, work, [*course_code(), package_parent], limits, job_slot(), env, workdir="/tmp")
 
 
 def run_student_process(milestone, package, model_source, recipe, inputs, log=print, sandbox=None):

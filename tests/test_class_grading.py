@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import pytest
 from test_autograde import course_copy, edit_solution, notebook, solved, submit
 
@@ -55,3 +56,43 @@ def test_tito_grade_grades_in_parallel_and_a_rerun_grades_only_changes(
     submit(root, "ben", a, solved(root, a))  # ben finishes his work and submits again
     outcomes, skipped = grade_class(root, workers=2, log=lambda *_: None)
     assert [(o.student, o.score) for o in outcomes] == [("ben", full)] and skipped == 2
+
+
+# A cell of a student's own that runs away, and what the sandbox says when it stops it.
+RUNAWAYS = {
+    "hog": ("import numpy as np\nbig = np.ones(50 * 2**30 // 8)  # 50 GB", "Unable to allocate 50.0 GiB"),
+    "forker": (
+        "import os, time\nwhile True:\n    if os.fork() == 0:\n        time.sleep(60)\n        os._exit(0)",
+        "Resource temporarily unavailable",
+    ),
+    "filler": (
+        "for i in range(100):\n    with open(f'part-{i}', 'wb') as f:\n        f.write(bytes(100 * 2**20))",
+        "No space left on device",
+    ),
+    "big-file": ("with open('one-file', 'wb') as f:\n    f.write(bytes(300 * 2**20))", "File too large"),
+    "looper": ("while True:\n    pass", "KeyboardInterrupt"),
+}
+
+
+def test_a_runaway_is_stopped_with_its_reason_and_no_other_grade_changes(tmp_path_factory, monkeypatch):
+    from tito.class_grading import grade_class
+    from tito.sandbox import available
+
+    if available() is not None:
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(available())
+    monkeypatch.setenv("TINYTORCH_CELL_TIMEOUT", "10")
+    root = course_copy(tmp_path_factory)
+    a = "01_tensor"
+    submit(root, "ada", a, solved(root, a))
+    for student, (code, _) in RUNAWAYS.items():
+        nb = solved(root, a)
+        nb.cells.insert(len(nb.cells) // 2, nbformat.v4.new_code_cell(code))
+        submit(root, student, a, nb)
+    outcomes, _ = grade_class(root, workers=2, log=lambda *_: None)
+    marks = {o.student: (o.score, o.max_score) for o in outcomes}
+    full = marks["ada"][1]
+    assert marks == {student: (full, full) for student in ["ada", *RUNAWAYS]}, marks  # the rest of each runs on
+    for student, (code, reason) in RUNAWAYS.items():
+        cell = next(c for c in notebook(root, f"autograded/{student}", a).cells if c.source == code)
+        errors = [o for o in cell.outputs if o.output_type == "error"]
+        assert errors and reason in str(errors[0]), (student, cell.outputs)

@@ -79,6 +79,14 @@ class GradingExecute(Execute):
         finally:
             shutil.rmtree(self._cwd, ignore_errors=True)
 
+    async def async_start_new_kernel_client(self):
+        client = await super().async_start_new_kernel_client()
+        if self.sandbox:  # the kernel has made its sockets: from now on it writes only to its capped /tmp
+            from tito.sandbox import lock
+
+            lock(self._cwd)
+        return client
+
     def _sandboxed(self, assignment, folder):
         """The kernel sees the course's code, the data and the notebooks its tinytorch is built from
         (only the modules this one builds on), and its own empty folder; nothing else."""

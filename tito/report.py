@@ -160,6 +160,7 @@ def plot_funnel(grades, path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     rows = completion(grades)
     names = [a for a, _, _ in rows]
@@ -174,9 +175,10 @@ def plot_funnel(grades, path):
     )
     ax.set_xticks(x, names, rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("students")
-    ax.set_ylim(0, len(grades.students))
+    ax.set_ylim(0, len(grades.students) * 1.2)  # room for the legend above the bars
+    ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_title("Completion funnel across modules and milestones (milestones in orange)", fontsize=9)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper right", ncols=2)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

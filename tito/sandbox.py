@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-UID_BASE = 61000  # job slot k runs as uid UID_BASE + k (no such user needed)
+UID_BASE = 10**9  # job slot k runs as uid UID_BASE + k (no such user needed; far above real users)
 
 
 @dataclass
@@ -28,8 +28,8 @@ class Limits:
 
 
 def job_slot():
-    """This grading process's slot: set by the class grader for each parallel job, else from the pid."""
-    return int(os.environ.get("TINYTORCH_SLOT", os.getpid() % 4000))
+    """This grading process's slot, its pid: no two running at once share one (TINYTORCH_SLOT overrides)."""
+    return int(os.environ.get("TINYTORCH_SLOT", os.getpid()))
 
 
 def course_code():
@@ -53,10 +53,11 @@ def _parents(path):
     return [p for p in reversed(Path(path).parents) if str(p) != "/"]
 
 
-def command(argv, job, readable=(), limits=None, slot=0, env=None):
-    """The argv that runs argv in a sandbox with job (a folder) as its writable working folder and
-    each of readable visible read-only at the same path. env: variables to set inside (nothing else
-    is inherited but PATH, HOME=/tmp and one BLAS thread)."""
+def command(argv, job, readable=(), limits=None, slot=0, env=None, workdir=None):
+    """The argv that runs argv in a sandbox with job (a folder) writable and each of readable visible
+    read-only at the same path. workdir: its working folder (default job; "/tmp" is the private
+    /tmp, whose size is capped). env: variables to set inside (nothing else is inherited but PATH,
+    HOME=/tmp and one BLAS thread)."""
     limits = limits or Limits()
     job = Path(job).resolve()
     readable = [Path(p).resolve() for p in readable]
@@ -91,7 +92,7 @@ def command(argv, job, readable=(), limits=None, slot=0, env=None):
     for path in dict.fromkeys(python + readable):
         if not str(path).startswith("/usr"):
             box += ["--ro-bind", str(path), str(path)]
-    box += ["--bind", str(job), str(job), "--chdir", str(job)]
+    box += ["--bind", str(job), str(job), "--chdir", str(workdir or job)]
     variables = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": "/tmp", "MPLCONFIGDIR": "/tmp"}
     variables |= {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     for name, value in {**variables, **(env or {})}.items():
@@ -111,14 +112,23 @@ def command(argv, job, readable=(), limits=None, slot=0, env=None):
     return ["timeout", "-s", "KILL", str(limits.wall_s), *box, *drop, *limit, *argv]
 
 
+def lock(job):
+    """Once the sandboxed program has made its files in job (a kernel its sockets), it may create no
+    more there: job is handed back to root. Only as root, where the program runs as a uid of its own;
+    what it writes then goes to its capped /tmp."""
+    if os.geteuid() == 0:
+        os.chown(job, 0, 0)
+        os.chmod(job, 0o755)
+
+
 # Variables a grading kernel needs from the grader (everything else is cleared at the sandbox's door).
 PASSED_ON = ("TINYTORCH_", "NBGRADER_", "PYTHONPATH", "MPLBACKEND", "OMP_", "OPENBLAS_", "MKL_")
 
 
 def kernel_manager(job, readable, limits=None, slot=0):
-    """A jupyter_client kernel manager class whose kernels start in the sandbox, in job, talking to
-    the grader over Unix sockets in job (no network at all), interrupted by message (a signal
-    would stop bubblewrap, not the cell)."""
+    """A jupyter_client kernel manager class whose kernels start in the sandbox, in its private /tmp,
+    talking to the grader over Unix sockets in job (no network at all), interrupted by message (a
+    signal would stop bubblewrap, not the cell). Call lock(job) once the kernel is ready."""
     from jupyter_client.manager import AsyncKernelManager
 
     job = Path(job).resolve()
@@ -135,7 +145,7 @@ def kernel_manager(job, readable, limits=None, slot=0):
             env = {k: v for k, v in kw.get("env", {}).items() if k.startswith(PASSED_ON)}
             env["IPYTHONDIR"] = "/tmp/ipython"
             kw["cwd"] = str(job)
-            sandboxed = command(kernel_cmd, job, readable=readable, limits=limits, slot=slot, env=env)
+            sandboxed = command(kernel_cmd, job, readable, limits, slot, env, workdir="/tmp")
             return await super()._async_launch_kernel(sandboxed, **kw)
 
     return SandboxedKernelManager
