@@ -48,7 +48,8 @@ def solve(path):
 
 
 @pytest.mark.slow
-def test_release_fetch_submit_collect_autograde_feedback(tmp_path):
+@pytest.mark.parametrize("grader", ["nbgrader", "tito grade"])  # nbgrader's own commands, or tito's in one
+def test_release_fetch_submit_collect_autograde_feedback(tmp_path, grader):
     course, exchange = tmp_path / "course", tmp_path / "exchange"
     for name in ["source", "release"]:
         shutil.copytree(REPO / name, course / name)
@@ -73,10 +74,13 @@ def test_release_fetch_submit_collect_autograde_feedback(tmp_path):
         # one machine, one OS user: --student names who submits (on JupyterHub it is the login)
         run(who, folder, homes[who], exchange, "nbgrader", "submit", ASSIGNMENT, *flags, f"--student={who}")
 
-    teacher("nbgrader", "collect", ASSIGNMENT)
+    if grader == "nbgrader":
+        teacher("nbgrader", "collect", ASSIGNMENT)
+        teacher("nbgrader", "autograde", ASSIGNMENT)
+        teacher("nbgrader", "generate_feedback", ASSIGNMENT)
+    else:
+        teacher("tito", "grade", "--collect", "exchange", "--assignment", ASSIGNMENT)
     assert sorted(p.name for p in (course / "submitted").iterdir()) == ["ann", "bob"]
-    teacher("nbgrader", "autograde", ASSIGNMENT)
-    teacher("nbgrader", "generate_feedback", ASSIGNMENT)
     teacher("nbgrader", "release_feedback", ASSIGNMENT)
 
     from nbgrader.api import Gradebook

@@ -185,7 +185,10 @@ def export_grades(root, path="grades.csv"):
 
 
 def _nbgrader(root, *args):
-    proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=root, capture_output=True, text=True)
+    # Without IPYTHONDIR (nbgrader_config.py sets it again): with it set to an existing folder, Jupyter
+    # "migrates" it and leaves ~/.jupyter/migrated in the instructor's home.
+    env = {k: v for k, v in os.environ.items() if k != "IPYTHONDIR"}
+    proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=root, env=env, capture_output=True, text=True)
     if proc.returncode:
         raise SystemExit(f"nbgrader {' '.join(args)} failed:\n{proc.stdout}{proc.stderr}")
 
