@@ -269,7 +269,7 @@ def cmd_grade(args):
         outcomes, _ = grade_class(
             root, args.workers, args.assignment or None, args.student or None, args.force, executor, log=say
         )
-    say("\n".join(summary(root, outcomes)))
+    say("\n".join(summary(outcomes)))
     graded = sorted({o.assignment for o in outcomes if o.graded})
     if graded and not args.no_feedback:
         generate_feedback(root, graded)

@@ -243,27 +243,11 @@ def autograde(root, assignments=None, students=None, register=True):
     return outcomes
 
 
-def summary(root, outcomes):
-    """What an instructor reads after grading: every submission, milestone rates, hardest tests."""
-    from tito.course import milestones
-    from tito.report import hardest_tests, read_gradebook
-
+def summary(outcomes):
+    """Every graded submission's mark, or why it could not be graded (the class as a whole is in
+    tito.report)."""
     lines = []
     for o in outcomes:
         mark = f"{o.score:g}/{o.max_score:g}" if o.graded else "NOT GRADED"
         lines.append(f"  {o.student:<16} {o.assignment:<16} {mark:>10}  {o.message}")
-    rates = []
-    for m in milestones():
-        tried = [o for o in outcomes if o.assignment == m.assignment]
-        if tried:
-            passed = sum(bool(o.graded and o.max_score and o.score == o.max_score) for o in tried)
-            rates.append(
-                f"  Milestone {m.number} ({m.name}): {passed}/{len(tried)} students ({passed / len(tried):.0%})"
-            )
-    if rates:
-        lines += ["\nMilestone completion (curriculum validation):", *rates]
-    worst = hardest_tests(read_gradebook(nbgrader_api(root).coursedir.db_url))
-    if worst:
-        lines.append("\nTests that fail most often:")
-        lines += [f"  {lost:>4} × {name}" for name, lost, _ in worst]
     return lines
