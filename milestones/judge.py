@@ -335,9 +335,8 @@ def run_student_process(milestone, package, model_source, recipe, inputs, log=pr
         # -I: neither the current folder nor PYTHONPATH nor user site-packages come on the import path
         argv = [sys.executable, "-I", "-m", "milestones.judge", str(work)]
         if sandbox is not None:
-            limits = replace(
-                sandbox, cpu_s=int(budget) + 60, wall_s=int(budget) + 60
-            )  # the budget below stops it first
+            # the sandbox's own time limits are a backstop: the time budget below stops it first
+            limits = replace(sandbox, cpu_s=int(budget) + 60, wall_s=int(budget) + 60)
             argv = _sandboxed(argv, work, package, limits, {"TQDM_MININTERVAL": env["TQDM_MININTERVAL"]})
         proc = subprocess.Popen(
             argv,

@@ -89,7 +89,7 @@ class GradingExecute(Execute):
 
     def _sandboxed(self, assignment, folder):
         """The kernel sees the course's code, the data and the notebooks its tinytorch is built from
-        (only the modules this one builds on), and its own empty folder; nothing else."""
+        (only the modules this one builds on), and works in its own private /tmp; nothing else."""
         from tito.course import prerequisites
         from tito.sandbox import course_code, job_slot, kernel_manager
 
