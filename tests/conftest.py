@@ -64,7 +64,10 @@ def postgres_url():
     as_owner = []
     if os.geteuid() == 0:  # PostgreSQL refuses to run as root: its own user owns the cluster
         shutil.chown(folder, "postgres", "postgres")
-        as_owner = ["runuser", "-u", "postgres", "--"]
+        runuser = shutil.which(
+            "runuser", path="/usr/sbin:/sbin:" + os.environ.get("PATH", "")
+        )  # sbin: not on a user's PATH
+        as_owner = [runuser, "-u", "postgres", "--"]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

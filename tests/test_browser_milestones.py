@@ -11,6 +11,7 @@ import math
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -143,6 +144,8 @@ def test_tito_milestone_demo_1_brings_the_saved_model_back(page, server, workspa
     finally:
         proc.terminate()
         proc.wait(20)
+    with pytest.raises(ConnectionRefusedError):  # stopping tito stopped its JupyterLab too
+        socket.create_connection(("127.0.0.1", int(port)), timeout=5).close()
 
 
 def test_classify_test_photos_and_an_upload_in_milestone_2(page, server, tmp_path):

@@ -6,6 +6,7 @@ and JupyterLab serves only that folder.
 """
 
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -92,6 +93,8 @@ def open_in_jupyterlab(notebook, open_browser=True):
         "--expose-app-in-browser",  # window.jupyterapp: lets scripts (and our browser tests) drive the page
     ]
     log = notebook.parent / "jupyterlab.log"
+    for stop in [signal.SIGTERM, signal.SIGHUP]:  # kill, or a closed terminal: stop JupyterLab too, as Ctrl-C does
+        signal.signal(stop, _as_ctrl_c)
     with open(log, "w") as out:
         server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -106,6 +109,10 @@ def open_in_jupyterlab(notebook, open_browser=True):
         print(f"JupyterLab stopped with an error; the end of its log ({log}):")
         print("".join(log.read_text().splitlines(keepends=True)[-15:]))
     return code
+
+
+def _as_ctrl_c(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _wait_until_up(server, status_url, timeout=90):
