@@ -16,6 +16,22 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
 
 
+def tito_grade(root, *args):
+    """`tito grade ARGS` run in the course root as an instructor would: (the process, {student: (score, max)}
+    from grades.csv)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "tito", "grade", *args],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with open(root / "grades.csv") as f:
+        return proc, {row["student_id"]: (float(row["score"]), float(row["max_score"])) for row in csv.DictReader(f)}
+
+
 @pytest.mark.parametrize(
     "gradebook,engine",
     [("sqlite", "local processes"), ("postgresql", "dask")],  # one machine; the production path of many
@@ -35,19 +51,7 @@ def test_tito_grade_grades_in_parallel_and_a_rerun_grades_only_changes(
 
     if gradebook == "postgresql":  # a real server, through the setting docs/large-class.md describes
         monkeypatch.setenv("TINYTORCH_DB_URL", request.getfixturevalue("postgres_url"))
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    dask = ["--dask", "local"] if engine == "dask" else []
-    proc = subprocess.run(
-        [sys.executable, "-m", "tito", "grade", "--workers", "2", *dask],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    with open(root / "grades.csv") as f:
-        marks = {row["student_id"]: (float(row["score"]), float(row["max_score"])) for row in csv.DictReader(f)}
+    proc, marks = tito_grade(root, "--workers", "2", *(["--dask", "local"] if engine == "dask" else []))
     full = marks["ada"][1]
     assert marks["ada"] == (full, full) and marks["ben"] == (0, full) and 0 < marks["cy"][0] < full, marks
     assert (root / "feedback" / "cy" / a / f"{a}.html").exists()
@@ -151,16 +155,6 @@ def test_tito_grade_collects_an_lms_zip_export(tmp_path_factory):
     with zipfile.ZipFile(root / "downloaded" / a / "archive" / "export.zip", "w") as export:
         for student, nb in [("ada", solved(root, a)), ("ben", notebook(root, "release", a))]:
             export.writestr(f"tinytorch_{student}_attempt_2026-11-20-10-00-00_{a}.ipynb", nbformat.writes(nb))
-    proc = subprocess.run(
-        [sys.executable, "-m", "tito", "grade", "--collect", "zip", "--assignment", a, "--no-feedback"],
-        cwd=root,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    with open(root / "grades.csv") as f:
-        marks = {row["student_id"]: (float(row["score"]), float(row["max_score"])) for row in csv.DictReader(f)}
+    _, marks = tito_grade(root, "--collect", "zip", "--assignment", a, "--no-feedback")
     assert marks["ada"][0] == marks["ada"][1] > 0 and marks["ben"][0] == 0, marks
     assert (root / "submitted" / "ada" / a / f"{a}.ipynb").exists()
