@@ -64,9 +64,8 @@ def postgres_url():
     as_owner = []
     if os.geteuid() == 0:  # PostgreSQL refuses to run as root: its own user owns the cluster
         shutil.chown(folder, "postgres", "postgres")
-        runuser = shutil.which(
-            "runuser", path="/usr/sbin:/sbin:" + os.environ.get("PATH", "")
-        )  # sbin: not on a user's PATH
+        # runuser lives in /usr/sbin, which is not on a plain user's PATH
+        runuser = shutil.which("runuser", path="/usr/sbin:/sbin:" + os.environ.get("PATH", ""))
         as_owner = [runuser, "-u", "postgres", "--"]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -28,8 +28,8 @@ class Limits:
 
 
 def job_slot():
-    """This grading process's slot, its pid: no two running at once share one (TINYTORCH_SLOT overrides)."""
-    return int(os.environ.get("TINYTORCH_SLOT", os.getpid()))
+    """This grading process's slot, its pid: no two running at once share one."""
+    return os.getpid()
 
 
 def course_code():
