@@ -1,5 +1,7 @@
 """Instructor side: autograde every submission and summarise where the class struggles."""
 
+import ast
+import copy
 import logging
 import os
 import re
@@ -39,18 +41,26 @@ for _logger in ["AutogradeApp", "NbGraderAPI", "traitlets"]:
 class GradingExecute(Execute):
     """nbgrader's Execute step, made safe for grading TinyTorch.
 
-    - Each notebook's kernel starts in an empty folder, so no file shipped beside a submission can
-      shadow a course module, and it learns from TINYTORCH_NOTEBOOKS where its tinytorch comes
-      from: the reference solutions for a module, the student's own submissions for a milestone
-      (folders read from the nbgrader configuration, not guessed from names).
-    - A milestone's judge cell is not run in the student's kernel, where any earlier cell could
-      have patched the judge: the judge runs here, in the grader's process, on a package exported
-      from the student's submitted notebooks, and its verdict becomes the cell's output. The other
-      cells of a milestone notebook (loading data, training for the student's own curiosity) do
-      not count, so they are not run either: a class's milestones grade in the judge's time.
-    - A crashed kernel (os._exit, a segfault, out of memory) still leaves a graded notebook: the cell
-      that crashed it and every code cell after it get an error output, so their tests score zero
-      instead of the whole submission failing to grade (or unexecuted test cells counting as passed).
+    A module notebook:
+    - runs as the course wrote it, with the student's answers in it: the instructor's notebook from
+      source/, each solution cell replaced by the student's. Cells the student added are shown but
+      not run, and a course cell the student edited runs as the course wrote it: no cell of theirs
+      outside the solution cells (an IPython hook, a patched checker) can reach the tests.
+    - Each solution cell is read before it runs (tito.integrity.scan); one that reaches into the
+      testing machinery is not run, and its reason is shown there and recorded for the instructor.
+      After every cell the kernel's testing machinery is fingerprinted by the grader's own code; a
+      change fails every later test, with the reason.
+    - Its tinytorch (the earlier modules) is a package the grader exported beforehand from the
+      reference solutions: the kernel never sees an instructor notebook.
+    - The kernel starts in an empty folder, so no file shipped beside a submission can shadow a
+      course module.
+    A milestone's judge cell is not run in the student's kernel, where any earlier cell could have
+    patched the judge: the judge runs here, in the grader's process, on a package exported from the
+    student's submitted notebooks, and its verdict becomes the cell's output. The other cells of a
+    milestone notebook do not count, so they are not run either.
+    A crashed kernel (os._exit, a segfault, out of memory) still leaves a graded notebook: the cell
+    that crashed it and every code cell after it get an error output, so their tests score zero
+    instead of the whole submission failing to grade (or unexecuted test cells counting as passed).
     """
 
     sandbox = Bool(False, help="start each kernel in a bubblewrap sandbox with the limits below").tag(config=True)
@@ -60,24 +70,100 @@ class GradingExecute(Execute):
     tmp_mb = Int(256, help="a kernel's private /tmp").tag(config=True)
 
     def preprocess(self, nb, resources=None, km=None):
-        from tito.course import milestones
-        from tito.notebook import NOTEBOOKS_ENV, OWNER_ENV
+        from tito.course import MODULES, milestones, prerequisites
+        from tito.notebook import PACKAGE_ENV, build_tinytorch
 
-        self._crashed_in = None
+        self._crashed_in = self._tampered = self._baseline = None
+        self._skip, self._flagged = {}, {}
         student, assignment = resources["nbgrader"]["student"], resources["nbgrader"]["assignment"]
-        folder, owner = self.notebooks_for(student, assignment)
-        os.environ[NOTEBOOKS_ENV], os.environ[OWNER_ENV] = str(folder), owner
         self._judge = next((m for m in milestones() if m.assignment == assignment), None)
-        self._notebooks, self._owner = folder, owner
         self._cwd = tempfile.mkdtemp(prefix="tinytorch-kernel-")
         resources.setdefault("metadata", {})["path"] = self._cwd
+        readable = []
+        if assignment in MODULES:
+            self._as_the_course_wrote_it(nb, self._instructor_notebook(assignment, resources))
+            package = Path(self._cwd) / "reference"  # code only: the earlier modules' reference solutions
+            package.mkdir()
+            os.chmod(self._cwd, 0o755)  # read by the sandboxed kernel's own uid
+            build_tinytorch(self._source_folder(), prerequisites(assignment), package)
+            os.environ[PACKAGE_ENV] = str(package)
+            readable.append(package)
+        else:
+            self._notebooks = self.notebooks_for(student, assignment)
         if self.sandbox:
-            self.kernel_manager_class = self._sandboxed(assignment, folder)
+            self.kernel_manager_class = self._sandboxed(readable)
         self._nb = nb
         try:
             return super().preprocess(nb, resources, km)
         finally:
+            os.environ.pop(PACKAGE_ENV, None)
             shutil.rmtree(self._cwd, ignore_errors=True)
+
+    def _source_folder(self):
+        from nbgrader.coursedir import CourseDirectory
+
+        coursedir = CourseDirectory(config=self.config)
+        return Path(coursedir.format_path(coursedir.source_directory, ".", ".")).resolve()
+
+    def _instructor_notebook(self, assignment, resources):
+        return read_notebook(self._source_folder() / assignment / f"{resources['nbgrader']['notebook']}.ipynb")
+
+    def _as_the_course_wrote_it(self, nb, instructor):
+        """nb's cells become the instructor's, with the student's solution cells (see the class)."""
+        from tito.integrity import library_names, scan
+
+        def grade_id(cell):
+            return cell.metadata.get("nbgrader", {}).get("grade_id")
+
+        theirs = {grade_id(c): c for c in nb.cells if grade_id(c)}
+        ours_ids = ({grade_id(c) for c in instructor.cells} | {c.get("id") for c in instructor.cells}) - {None}
+        code = "\n".join(c.source for c in instructor.cells if c.cell_type == "code" and not _is_solution(c))
+        try:
+            libraries = library_names(ast.parse(_without_magics(code)))
+        except SyntaxError:
+            libraries = set()
+        cells, after = [], {}  # after: the student's own cells, keyed by the course cell they follow
+        previous = None
+        for cell in nb.cells:
+            if grade_id(cell) in ours_ids or cell.get("id") in ours_ids:
+                previous = grade_id(cell) or cell.get("id")
+            else:
+                after.setdefault(previous, []).append(cell)
+        for cell in after.pop(None, []):
+            cells.append(self._not_run(cell))
+        for ours in instructor.cells:
+            gid = grade_id(ours)
+            if gid and _is_solution(ours):
+                cell = theirs.get(gid)
+                if cell is None or not _is_solution(cell):
+                    cell = copy.deepcopy(ours)
+                    cell.source = (
+                        'raise NotImplementedError("this solution cell is missing from the submitted notebook")'
+                    )
+                elif cell.cell_type == "code":
+                    findings = scan(cell.source, libraries)
+                    if findings:
+                        self._flagged[id(cell)] = findings
+            else:
+                cell = theirs.get(gid) if gid in theirs else copy.deepcopy(ours)
+            cells.append(cell)
+            for extra in after.pop(gid or ours.get("id"), []):
+                cells.append(self._not_run(extra))
+        nb.cells = cells
+        nb.metadata["tito"] = {"integrity": []}  # whatever the submission held there is replaced
+
+    def _not_run(self, cell):
+        self._skip[id(cell)] = True
+        if cell.cell_type == "code":
+            cell.outputs = [
+                NotebookNode(
+                    output_type="stream",
+                    name="stdout",
+                    text="Not run when graded: a cell you added. Only the course's cells and your solution "
+                    "cells run in grading, so put everything your solutions need inside the solution cells.\n",
+                )
+            ]
+        return cell
 
     async def async_start_new_kernel_client(self):
         client = await super().async_start_new_kernel_client()
@@ -87,13 +173,12 @@ class GradingExecute(Execute):
             lock(self._cwd)
         return client
 
-    def _sandboxed(self, assignment, folder):
-        """The kernel sees the course's code, the data and the notebooks its tinytorch is built from
-        (only the modules this one builds on), and works in its own private /tmp; nothing else."""
-        from tito.course import prerequisites
+    def _sandboxed(self, readable):
+        """The kernel sees the course's code, the data and the reference package of the modules this
+        one builds on, and works in its own private /tmp; nothing else."""
         from tito.sandbox import course_code, job_slot, kernel_manager
 
-        readable = course_code() + [folder / m for m in prerequisites(assignment) if (folder / m).is_dir()]
+        readable = course_code() + readable
         if os.environ.get("TINYTORCH_DATA"):
             readable.append(Path(os.environ["TINYTORCH_DATA"]))
         return kernel_manager(self._cwd, readable, self._limits(), job_slot())
@@ -107,18 +192,12 @@ class GradingExecute(Execute):
         return Limits(self.memory_mb, self.processes, self.file_mb, self.tmp_mb, cpu_s=3600, wall_s=3600)
 
     def notebooks_for(self, student, assignment):
-        """The folder of notebooks a graded notebook's tinytorch is built from, and whose they are:
-        source/ for a module, the student's submissions for a milestone (as nbgrader is configured)."""
+        """The folder of the student's submitted notebooks, which a milestone's tinytorch is built from
+        (as nbgrader is configured)."""
         from nbgrader.coursedir import CourseDirectory
 
-        from tito.course import MODULES
-
         coursedir = CourseDirectory(config=self.config)
-        if assignment in MODULES:
-            source = coursedir.format_path(coursedir.source_directory, ".", assignment)
-            return Path(source).resolve().parent, "the reference solutions (each module is graded on its own code)"
-        submitted = coursedir.format_path(coursedir.submitted_directory, student, assignment)
-        return Path(submitted).resolve().parent, f"{student}'s submitted notebooks"
+        return Path(coursedir.format_path(coursedir.submitted_directory, student, assignment)).resolve().parent
 
     def preprocess_cell(self, cell, resources, index):
         if cell.cell_type != "code":
@@ -127,16 +206,74 @@ class GradingExecute(Execute):
             if cell.metadata.get("nbgrader", {}).get("grade_id") == self._judge_cell()["judge_cell"]:
                 cell.outputs = self._run_judge()
             return cell, resources
-        if self._crashed_in is None:
-            try:
-                return super().preprocess_cell(cell, resources, index)
-            except DeadKernelError:
-                self._crashed_in = index
-                message = "the kernel crashed while running this cell (os._exit, a segfault, or out of memory)"
-        else:
-            message = f"not run: the kernel crashed in cell {self._crashed_in + 1}"
-        cell.outputs.append(_error_output("KernelCrashed", message))
+        if id(cell) in self._skip:
+            return cell, resources
+        if self._crashed_in is not None:
+            cell.outputs.append(
+                _error_output("KernelCrashed", f"not run: the kernel crashed in cell {self._crashed_in + 1}")
+            )
+            return cell, resources
+        if self._tampered is not None:
+            cell.outputs = [_error_output("IntegrityError", f"not counted: {self._tampered}")]
+            return cell, resources
+        findings = self._flagged.get(id(cell))
+        if findings:
+            self._record(cell, findings)
+            cell.outputs = [
+                _error_output(
+                    "IntegrityError",
+                    "this solution cell was not run when graded: it reaches into the machinery the tests "
+                    "check with, which no solution needs. Your instructor will review it.\n  "
+                    + "\n  ".join(map(str, findings)),
+                )
+            ]
+            return cell, resources
+        if _is_solution(cell) and self._baseline is None:
+            self._baseline = self._fingerprint()
+        try:
+            cell, resources = super().preprocess_cell(cell, resources, index)
+        except DeadKernelError:
+            self._crashed_in = index
+            message = "the kernel crashed while running this cell (os._exit, a segfault, or out of memory)"
+            cell.outputs.append(_error_output("KernelCrashed", message))
+            return cell, resources
+        if self._baseline is not None:
+            from tito.integrity import changed
+
+            what = changed(self._baseline, self._fingerprint())
+            if what:
+                number = index + 1
+                self._tampered = f"cell {number} changed the machinery the tests check with ({', '.join(what[:5])})"
+                self._record(cell, [f"changed {', '.join(what[:5])} while it ran"])
+                cell.outputs.append(_error_output("IntegrityError", self._tampered + "; later tests are not counted"))
         return cell, resources
+
+    def _record(self, cell, findings):
+        """Note a flagged cell in the graded notebook's metadata, where tito's report finds it."""
+        where = cell.metadata.get("nbgrader", {}).get("grade_id") or cell.get("id")
+        self._nb.metadata.setdefault("tito", {}).setdefault("integrity", []).append(
+            {"cell": where, "findings": [str(f) for f in findings]}
+        )
+
+    def _fingerprint(self):
+        """The kernel's testing machinery, fingerprinted by code the grader sends (not a notebook cell)."""
+        from jupyter_core.utils import run_sync
+
+        from tito.integrity import FINGERPRINT
+
+        out = []
+
+        def keep(msg):
+            if msg["msg_type"] == "stream" and msg["content"].get("name") == "stdout":
+                out.append(msg["content"]["text"])
+
+        try:
+            run_sync(self.kc.execute_interactive)(
+                FINGERPRINT, store_history=False, allow_stdin=False, output_hook=keep, timeout=60
+            )
+        except Exception as err:  # a kernel that no longer answers the grader
+            return f"no answer ({type(err).__name__})"
+        return "".join(out).strip()
 
     def _judge_cell(self):
         return self._judge.judge_file().CONFIG["notebook"]
@@ -148,7 +285,7 @@ class GradingExecute(Execute):
         model_id = self._judge_cell()["model_cell"]
         model = [c.source for c in self._nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == model_id]
         lines = [
-            f"Judged by the grader in a fresh process, with the modules in {self._owner}.",
+            "Judged by the grader in a fresh process, with the modules in your submitted notebooks.",
             "(When grading, only this check runs; the notebook's other cells are for you.)",
         ]
         outputs = []
@@ -166,6 +303,14 @@ class GradingExecute(Execute):
         except MilestoneFailure as err:
             outputs.append(_error_output("MilestoneFailure", str(err)))
         return [NotebookNode(output_type="stream", name="stdout", text="\n".join(lines) + "\n"), *outputs]
+
+
+def _is_solution(cell):
+    return bool(cell.metadata.get("nbgrader", {}).get("solution"))
+
+
+def _without_magics(code):
+    return "\n".join(line for line in code.splitlines() if not line.lstrip().startswith(("%", "!")))
 
 
 def _error_output(ename, message):

@@ -2,10 +2,10 @@
 
 Where the code comes from depends on who runs the notebook:
 - a student (or an instructor in source/): the sibling notebooks ../NN_name/NN_name.ipynb;
-- `nbgrader autograde`: the grader names the folder (tito.grading.GradingExecute sets
-  TINYTORCH_NOTEBOOKS for each notebook it runs): the reference solutions when it grades a *module*,
-  so each module is graded on its own code only (a bug in 03 costs points in 03, not again in 04
-  and 05); that student's own submitted notebooks when it grades a *milestone*.
+- `nbgrader autograde`: the grader hands the kernel a package it exported beforehand from the
+  reference solutions (tito.grading.GradingExecute sets TINYTORCH_PACKAGE), so each module is graded
+  on its own code only (a bug in 03 costs points in 03, not again in 04 and 05), and the grading
+  kernel never sees an instructor notebook (solutions of later cells, hidden tests).
 """
 
 import atexit
@@ -20,13 +20,11 @@ from tito.course import prerequisites
 from tito.errors import name_unwritten
 from tito.export import describe, export
 
-NOTEBOOKS_ENV, OWNER_ENV = "TINYTORCH_NOTEBOOKS", "TINYTORCH_NOTEBOOKS_OWNER"
+PACKAGE_ENV = "TINYTORCH_PACKAGE"  # the folder holding a ready tinytorch/, set by the grader
 
 
 def notebook_folder(cwd):
     """The folder whose NN_name/NN_name.ipynb notebooks feed the package, and whose they are."""
-    if os.environ.get("NBGRADER_EXECUTION") == "autograde" and os.environ.get(NOTEBOOKS_ENV):
-        return Path(os.environ[NOTEBOOKS_ENV]), os.environ.get(OWNER_ENV, "the grader's notebooks")
     return Path(cwd).resolve().parent, "your notebooks"
 
 
@@ -72,6 +70,10 @@ def prepare(assignment, cwd=None):
     needed = prerequisites(assignment)
     if not needed:
         print(f"{assignment} starts from scratch: no earlier modules needed.")
+        return
+    if os.environ.get("NBGRADER_EXECUTION") == "autograde" and os.environ.get(PACKAGE_ENV):
+        import_tinytorch(Path(os.environ[PACKAGE_ENV]) / "tinytorch")
+        print(f"tinytorch: the course's reference code of {', '.join(needed)} (each module is graded on its own code).")
         return
     folder, owner = notebook_folder(cwd or Path.cwd())
     package, report = build_tinytorch(folder, needed)

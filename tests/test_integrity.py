@@ -1,0 +1,68 @@
+"""tito.integrity.scan: honest solutions read clean, code that reaches for the testing machinery does not."""
+
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from tito.integrity import changed, scan
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def solution_cells():
+    for path in sorted((REPO / "source").glob("*/*.ipynb")):
+        for cell in nbformat.read(str(path), as_version=4).cells:
+            meta = cell.metadata.get("nbgrader", {})
+            if cell.cell_type == "code" and meta.get("solution"):
+                yield path.parent.name, meta["grade_id"], cell.source
+
+
+def test_every_reference_solution_and_every_wrong_variant_reads_clean():
+    cells = {(module, gid): source for module, gid, source in solution_cells()}
+    assert len(cells) > 100
+    for (module, gid), source in cells.items():
+        assert scan(source) == [], (module, gid, scan(source))
+    variants = 0
+    for path in sorted((REPO / "tests" / "wrong_variants").glob("*.yml")):
+        for v in yaml.safe_load(path.read_text()):
+            source = cells[(path.stem, v["cell"])].replace(v["old"], v["new"])
+            assert scan(source) == [], (path.stem, v["name"], scan(source))
+            variants += 1
+    assert variants > 200
+
+
+@pytest.mark.parametrize(
+    "code,why",
+    [
+        ("import tito.checks\ntito.checks.gradcheck = lambda *a: None", "imports tito"),
+        ("from tito import checks", "imports tito"),
+        ("import sys\nsys.modules['numpy'].allclose = None", "imports sys"),
+        ("import builtins", "imports builtins"),
+        ("np.allclose = lambda *a, **k: True", "belongs to a library"),
+        ("import numpy as n2\nn2.testing.assert_allclose = print", "reaches .testing"),
+        ("m = np\nm.allclose = print", "belongs to a library"),
+        ("setattr(np, 'allclose', print)", "setattr on a library object"),
+        ("vars(np)['allclose'] = print", "vars on a library object"),
+        ("np.__dict__['allclose'] = print", "namespace"),
+        ("get_ipython().ast_transformers.append(1)", "get_ipython"),
+        ("def f():\n    return f.__globals__", "__globals__"),
+        ("exec('x = 1')", "cannot be read"),
+        ("__builtins__['len'] = print", "__builtins__"),
+        ("del np.allclose", "belongs to a library"),
+        ("from numpy.testing import assert_allclose", "numpy.testing"),
+        ("import importlib", "imports importlib"),
+        ("(1).__class__.__base__.__subclasses__()", "__subclasses__"),
+    ],
+)
+def test_code_that_reaches_the_testing_machinery_is_flagged(code, why):
+    findings = scan(code)
+    assert findings and why in " ".join(map(str, findings)), findings
+
+
+def test_fingerprints_compare_only_what_the_baseline_had():
+    before = '{"numpy.allclose": "1", "tito.checks.gradcheck": "2"}'
+    assert changed(before, '{"numpy.allclose": "1", "tito.checks.gradcheck": "2", "numpy.new": "3"}') == []
+    assert changed(before, '{"numpy.allclose": "9", "tito.checks.gradcheck": "2"}') == ["numpy.allclose"]
+    assert changed(before, "printed by a student") != []

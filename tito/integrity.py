@@ -1,0 +1,246 @@
+"""What a student's solution cell may not do when it is graded: reach into the testing machinery.
+
+A module's tests run in the same Python process as the student's code, so that code could make a
+failing test pass without being right: replace numpy's comparisons or tito's checks, edit builtins
+or sys.modules, register an IPython hook that swallows errors, trace the test's frames. Two layers
+keep such code from buying points:
+
+1. scan(): before grading, each solution cell is read (never run) and code that reaches for that
+   machinery is found: imports outside what a deep-learning module needs, writes to numpy's (or any
+   other library's) attributes, frames, globals, builtins, exec/eval, IPython. A flagged cell is not
+   run; the grader shows why, the tests that need it lose their points, and the instructor sees the
+   submission flagged for review.
+2. GUARD / CHECK: code the grader itself sends to the kernel (never a cell of the notebook). GUARD
+   fingerprints the machinery before the first solution cell runs; CHECK, after every later cell,
+   reports what changed. A changed machinery fails every test after it, with the reason.
+
+Honest code never needs any of it: every reference solution and every realistic wrong variant in
+tests/wrong_variants/ scans clean (tests/test_integrity.py).
+"""
+
+import ast
+from dataclasses import dataclass
+
+# Modules a solution may import: numpy and the standard library's numeric and data-structure tools,
+# plotting and progress bars, and the student's own tinytorch.
+ALLOWED_IMPORTS = {
+    "numpy",
+    "math",
+    "cmath",
+    "random",
+    "statistics",
+    "fractions",
+    "decimal",
+    "itertools",
+    "functools",
+    "operator",
+    "collections",
+    "heapq",
+    "bisect",
+    "array",
+    "dataclasses",
+    "typing",
+    "abc",
+    "enum",
+    "numbers",
+    "copy",
+    "contextlib",
+    "re",
+    "string",
+    "textwrap",
+    "unicodedata",
+    "json",
+    "time",
+    "weakref",
+    "matplotlib",
+    "tqdm",
+    "tinytorch",
+}
+FORBIDDEN_SUBMODULES = {"numpy.testing", "numpy.ctypeslib", "numpy.distutils", "numpy.f2py"}
+
+# Built-in functions that reach interpreter state or run code that cannot be read beforehand.
+FORBIDDEN_CALLS = {
+    "exec": "runs code that cannot be read before it runs",
+    "eval": "runs code that cannot be read before it runs",
+    "compile": "makes code that cannot be read before it runs",
+    "__import__": "imports a module by a computed name",
+    "globals": "reaches the notebook's global namespace",
+    "locals": "reaches a frame's variables",
+    "breakpoint": "starts a debugger",
+    "get_ipython": "reaches the IPython kernel",
+    "input": "waits for keyboard input",
+}
+# Attributes that lead from an object to code, frames or namespaces.
+FORBIDDEN_ATTRIBUTES = {
+    "__globals__",
+    "__builtins__",
+    "__code__",
+    "__closure__",
+    "__subclasses__",
+    "__bases__",
+    "__base__",
+    "__mro__",
+    "__loader__",
+    "__spec__",
+    "__import__",
+    "__getattribute__",
+    "f_back",
+    "f_globals",
+    "f_locals",
+    "f_builtins",
+    "f_code",
+    "gi_frame",
+    "cr_frame",
+    "ag_frame",
+    "tb_frame",
+    "tb_next",
+    "testing",
+}
+FORBIDDEN_NAMES = {"__builtins__", "__loader__", "__spec__", "__import__", "get_ipython", "In", "Out", "_ih", "_oh"}
+MUTATORS = {"setattr", "delattr", "vars", "__setattr__", "__delattr__"}
+
+
+@dataclass
+class Finding:
+    line: int
+    code: str
+    why: str
+
+    def __str__(self):
+        return f"line {self.line}: `{self.code}` ({self.why})"
+
+
+def _root(node):
+    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)):
+        node = node.func if isinstance(node, ast.Call) else node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def library_names(tree, known=()):
+    """Names bound to a module, or to something taken from a module, that is not the student's own
+    tinytorch (np, math, `from numpy import linalg`...), including simple aliases of them."""
+    names = set(known)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if not a.name.startswith("tinytorch"):
+                    names.add(a.asname or a.name.split(".")[0])
+        elif isinstance(node, ast.ImportFrom) and not (node.module or "").startswith("tinytorch") and node.level == 0:
+            names.update(a.asname or a.name for a in node.names)
+    changed = True
+    while changed:  # m = np; t = np.linalg: aliases of library objects are library objects
+        changed = False
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Assign, ast.AnnAssign, ast.NamedExpr)) and node.value is not None:
+                value = node.value
+                if isinstance(value, (ast.Name, ast.Attribute, ast.Subscript)) and _root(value) in names:
+                    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                    for t in targets:
+                        for n in ast.walk(t):
+                            if isinstance(n, ast.Name) and n.id not in names:
+                                names.add(n.id)
+                                changed = True
+    return names
+
+
+def scan(source, known_libraries=("np", "numpy", "math")):
+    """Findings in one solution cell's source (a cell that does not parse has none: it fails on its own)."""
+    body = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
+    try:
+        tree = ast.parse(body)
+    except SyntaxError:
+        return []
+    libraries = library_names(tree, known_libraries)
+    found = []
+
+    def flag(node, why):
+        found.append(Finding(node.lineno, ast.unparse(node).split("\n")[0][:80], why))
+
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                modules += [f"{node.module}.{a.name}" for a in node.names]
+            for name in modules:
+                top = name.split(".")[0]
+                if node.__class__ is ast.ImportFrom and node.level:
+                    flag(node, "a relative import")
+                elif top and top not in ALLOWED_IMPORTS:
+                    flag(node, f"imports {top}, which a solution does not need")
+                elif any(name == m or name.startswith(m + ".") for m in FORBIDDEN_SUBMODULES):
+                    flag(node, f"imports {name}, the machinery the tests compare with")
+                else:
+                    continue
+                break
+        elif isinstance(node, ast.Name) and node.id in FORBIDDEN_NAMES:
+            flag(node, f"uses {node.id}")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FORBIDDEN_CALLS:
+            flag(node, FORBIDDEN_CALLS[node.func.id])
+        elif isinstance(node, ast.Attribute) and node.attr in FORBIDDEN_ATTRIBUTES:
+            flag(node, f"reaches .{node.attr}")
+        elif isinstance(node, ast.Attribute) and node.attr == "__dict__" and _root(node) in libraries:
+            flag(node, "reaches a library's namespace")
+        elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete)):
+            targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]
+            while targets:
+                t = targets.pop()
+                if isinstance(t, (ast.Tuple, ast.List, ast.Starred)):
+                    targets += t.elts if not isinstance(t, ast.Starred) else [t.value]
+                elif isinstance(t, (ast.Attribute, ast.Subscript)) and _root(t) in libraries:
+                    flag(node, f"changes {ast.unparse(t)[:40]}, which belongs to a library")
+        elif isinstance(node, ast.Call):
+            name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", None)
+            if name in MUTATORS and any(_root(a) in libraries for a in node.args):
+                flag(node, f"{name} on a library object")
+    return sorted(found, key=lambda f: f.line)
+
+
+# -------------------------------------------------------------------------------- runtime guard
+# Sent by the grader to the kernel as code of its own (never a notebook cell). The fingerprint is
+# the identity of every object the tests rely on; the baseline is kept in the grader, not the kernel.
+FINGERPRINT = r"""
+def _tito_fingerprint():
+    import builtins, sys
+    import numpy
+    import numpy.testing
+    import tito.checks
+    seen = {}
+    for module in (builtins, numpy, numpy.testing, tito.checks):
+        for key, value in sorted(vars(module).items()):
+            if not key.startswith("__") and key not in ("input", "raw_input"):  # the kernel swaps these per request
+                seen[f"{module.__name__}.{key}"] = id(value)
+    for name in ("numpy", "numpy.testing", "tito.checks", "builtins", "sys"):
+        seen[f"sys.modules[{name!r}]"] = id(sys.modules.get(name))
+    seen["sys.breakpointhook"] = id(sys.breakpointhook)
+    seen["sys.gettrace()"] = id(sys.gettrace())
+    seen["sys.getprofile()"] = id(sys.getprofile())
+    seen["sys.meta_path"] = tuple(map(id, sys.meta_path))
+    try:
+        shell = get_ipython()
+    except NameError:
+        shell = None
+    if shell is not None:
+        seen["IPython ast_transformers"] = tuple(map(id, shell.ast_transformers))
+        seen["IPython input_transformers"] = tuple(map(id, shell.input_transformers_post + shell.input_transformers_cleanup))
+        seen["IPython custom_exceptions"] = (shell.custom_exceptions, id(shell.CustomTB))
+        for method in ("showtraceback", "_showtraceback", "run_cell", "run_cell_async", "run_ast_nodes", "run_code"):
+            seen[f"IPython {method}"] = (id(vars(shell).get(method)), id(getattr(type(shell), method, None)))
+        seen["IPython displayhook"] = id(shell.displayhook)
+    import json
+    return json.dumps({k: repr(v) for k, v in seen.items()})
+print(_tito_fingerprint())
+del _tito_fingerprint
+"""
+
+
+def changed(before, after):
+    """The names whose fingerprint differs between two FINGERPRINT outputs (JSON dicts)."""
+    import json
+
+    try:
+        a, b = json.loads(before), json.loads(after)
+    except (ValueError, TypeError):
+        return ["the grader's integrity check (its output was changed)"]
+    if not isinstance(a, dict) or not isinstance(b, dict):
+        return ["the grader's integrity check (its output was changed)"]
+    return sorted(k for k in a if a[k] != b.get(k))  # names that appear later (a lazy submodule) are harmless
