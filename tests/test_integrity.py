@@ -66,3 +66,18 @@ def test_fingerprints_compare_only_what_the_baseline_had():
     assert changed(before, '{"numpy.allclose": "1", "tito.checks.gradcheck": "2", "numpy.new": "3"}') == []
     assert changed(before, '{"numpy.allclose": "9", "tito.checks.gradcheck": "2"}') == ["numpy.allclose"]
     assert changed(before, "printed by a student") != []
+
+
+def test_tito_module_complete_withholds_a_flagged_cell_as_the_grader_does():
+    from tito.checking import withhold_flagged_cells
+
+    nb = nbformat.v4.new_notebook()
+    honest = nbformat.v4.new_code_cell(
+        "def relu(x):\n    return np.maximum(x, 0)", metadata={"nbgrader": {"solution": True}}
+    )
+    patched = nbformat.v4.new_code_cell("np.allclose = print", metadata={"nbgrader": {"solution": True}})
+    added = nbformat.v4.new_code_cell("np.allclose = print")  # not a solution cell: the grader does not run it
+    nb.cells = [honest, patched, added]
+    withhold_flagged_cells(nb)
+    assert honest.source.startswith("def relu") and added.source == "np.allclose = print"
+    assert patched.source.startswith("raise RuntimeError('not run by the grader: line 1: `np.allclose = print`")

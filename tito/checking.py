@@ -28,11 +28,25 @@ def _error_of(cell, timeout):
     return ""
 
 
+def withhold_flagged_cells(nb):
+    """A solution cell that reaches into the testing machinery (tito.integrity) is not run by the
+    grader: here it raises instead, so the student sees before submitting which tests it costs."""
+    from tito.integrity import scan
+
+    for cell in nb.cells:
+        if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("solution"):
+            findings = scan(cell.source)
+            if findings:
+                reason = "; ".join(map(str, findings))
+                cell.source = f"raise RuntimeError({('not run by the grader: ' + reason)!r})"
+
+
 def run_checks(notebook):
     """Execute the notebook in its own folder, with the grader's time limits; return a CellResult per
     test cell, and the first error outside the test cells (the setup cell, say)."""
     notebook = Path(notebook)
     nb = read_notebook(notebook)
+    withhold_flagged_cells(nb)
     client = nbclient.NotebookClient(
         nb,
         timeout_func=cell_timeout,

@@ -181,7 +181,7 @@ def scan(source, known_libraries=("np", "numpy", "math")):
         elif isinstance(node, ast.Attribute) and node.attr == "__dict__" and _root(node) in libraries:
             flag(node, "reaches a library's namespace")
         elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete)):
-            targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]
+            targets = list(node.targets) if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]
             while targets:
                 t = targets.pop()
                 if isinstance(t, (ast.Tuple, ast.List, ast.Starred)):
