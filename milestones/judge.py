@@ -1,19 +1,37 @@
-"""The judge core shared by the milestones: train with a student's tinytorch where nothing of theirs
-can touch the verdict.
+"""The judge core shared by the milestones: train with a student's tinytorch, and judge the trained
+weights with the course's own code, where nothing of the student's can touch the verdict.
 
-Two processes take part:
+Three processes take part:
 - the **grader** (pytest, `tito milestone test`, nbgrader's grading process, or the notebook's own
-  check) loads the data, keeps the test labels, starts the student process, enforces the time
-  budget, and counts the correct answers itself;
+  check) loads the data, keeps the test inputs and labels, starts the two others, enforces the time
+  budgets, and counts the correct answers itself;
 - the **student process** (`python -I -m milestones.judge WORKDIR`, started fresh in an empty
-  folder, so no file beside a notebook can shadow a course module) imports the student's exported
-  tinytorch, runs their build_model cell, trains with the milestone's recipe and writes its
-  predictions for the test inputs. It never receives the test labels.
+  folder, so no file beside a notebook can shadow a course module; in a sandbox when grading)
+  imports the student's exported tinytorch, runs their build_model cell, trains with the
+  milestone's recipe and describes the model as data (milestones.model_spec): once as build_model
+  returned it, once trained. It receives the training data only: never a test input or label.
+- the **evaluation process** (`python -I -m milestones.evaluation JOBDIR`, no student code runs in
+  it) rebuilds both models from their descriptions with the *reference* tinytorch (the package
+  exported from the course's source/ solutions; where there is no source/, on a student's own
+  machine, the judged package itself) and computes their outputs on the test inputs. The model
+  returned by build_model must score near chance (an untrained model); the trained one is judged.
+
+What the student process writes is never trusted as a file: its result and failure message are
+read only as regular files of bounded size, without following links (read_job_file).
 
 A milestone's own file (e.g. foundation/test_lenet_milestone.py) supplies what is its own:
     CONFIG                                   its milestone.yml (threshold, recipe, default model)
-    judge_inputs() -> (inputs, answers)      inputs go to the student process, answers stay here
-    train_and_predict(tinytorch, build_model, inputs, recipe, log) -> dict of arrays (student side)
+    judge_inputs() -> (inputs, evaluation, answers)
+                                             inputs (training data) go to the student process,
+                                             evaluation (test inputs) to the evaluation process,
+                                             answers stay in the grader
+    train_model(tinytorch, build_model, inputs, recipe, log) -> (model, outputs, report)
+                                             student side: the trained model, a few small arrays
+                                             of checks (lists of numbers), the report for the banner
+    evaluate(tinytorch, model, evaluation, recipe, trained) -> dict of arrays
+                                             evaluation side (reference tinytorch, eval mode)
+    untrained_failure(fresh, answers) -> str or None
+                                             why the model build_model returned is not untrained
     score(outputs, answers) -> float         the grader's own count
     failure_hint(accuracy) -> str            what to look at when the threshold is missed
 A milestone judged on more than one number (Milestone 3) has score() return a dict: "measure" (the
@@ -23,17 +41,20 @@ and uses the student-side helpers here: check_logits, check_one_step (a first tr
 every part on its own) and speed_check (an estimate of the training time before training starts).
 """
 
+import atexit
 import importlib
 import json
 import os
 import resource
+import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -256,6 +277,21 @@ def _explain(err):
     return text
 
 
+# The files the student process leaves in its work folder, each with the most bytes the grader reads.
+RESULT, ARRAYS, FAILURE = "result.json", "arrays.bin", "failure.txt"
+RESULT_LIMIT, FAILURE_LIMIT = 16 << 20, 64 << 10
+LOG_LINES = 5000  # lines of the student process's output passed on to the log; the rest is dropped
+
+
+def _described(tinytorch, model, limit):
+    from milestones.model_spec import ModelRefused, describe
+
+    try:
+        return describe(model, tinytorch, limit)
+    except ModelRefused as err:
+        raise MilestoneFailure(str(err)) from None
+
+
 def _student_main(work):
     """Entry point of the student process (see the module docstring)."""
     work = Path(work)
@@ -272,20 +308,78 @@ def _student_main(work):
         if not callable(build_model):
             raise MilestoneFailure("the build_model cell must define a function build_model().")
         milestone = importlib.import_module(job["milestone"])
+        recipe, built = job["recipe"], []
+
+        def judged_build_model(*args, **kwargs):
+            """build_model, and the new model described at once: before any training touches it."""
+            model = build_model(*args, **kwargs)
+            built.append((model, _described(tinytorch, model, recipe.get("max_numbers"))))
+            return model
+
         inputs = {p.stem: np.load(p, mmap_mode="r") for p in sorted((work / "inputs").glob("*.npy"))}
-        outputs, report = milestone.train_and_predict(
-            tinytorch, build_model, inputs, job["recipe"], log=lambda text: print(text, flush=True)
+        model, outputs, report = milestone.train_model(
+            tinytorch, judged_build_model, inputs, recipe, log=lambda text: print(text, flush=True)
         )
-        np.savez(work / "outputs.npz", **outputs)
+        fresh = next((d for m, d in reversed(built) if m is model), None)
+        if fresh is None:
+            raise MilestoneFailure("the trained model is not a model that build_model() returned.")
+        from milestones.model_spec import combine
+
+        models, arrays, blob = combine({"fresh": fresh, "trained": _described(tinytorch, model, None)})
         report["peak_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        (work / "report.json").write_text(json.dumps(report))
+        (work / ARRAYS).write_bytes(blob)
+        result = {"models": models, "arrays": arrays, "outputs": outputs, "report": report}
+        (work / RESULT).write_text(json.dumps(result))
     except Exception as err:  # everything the student's code raised, told in their terms
-        (work / "failure.txt").write_text(_explain(err))
+        (work / FAILURE).write_text(_explain(err))
         return 2
     return 0
 
 
-# ------------------------------------------------------------------------------ grader side
+# ------------------------------------------------------------------------------------ grader side
+def read_job_file(folder, name, limit):
+    """The bytes of folder/name, written by a process the grader does not trust: None when there is no
+    such file; a MilestoneFailure unless it is a regular file (not a link, a fifo, a device, a folder,
+    nor a second name of another file) of at most `limit` bytes. Never follows a symbolic link."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    folder_fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0))
+    try:
+        try:
+            fd = os.open(name, flags, dir_fd=folder_fd)
+        except FileNotFoundError:
+            return None
+        except OSError as err:  # ELOOP: a symbolic link; ENXIO: a socket; ...
+            raise MilestoneFailure(
+                f"the training process left {name} as something other than a regular file ({err.strerror}); "
+                "the judge does not read it."
+            ) from None
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+                raise MilestoneFailure(
+                    f"the training process left {name} as something other than a regular file of its own; "
+                    "the judge does not read it."
+                )
+            if info.st_size > limit:
+                raise MilestoneFailure(
+                    f"the training process left {name} of {info.st_size:,} bytes; the judge reads at most {limit:,}."
+                )
+            chunks, size = [], 0
+            while size <= limit:
+                chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            if size > limit:
+                raise MilestoneFailure(f"the training process left {name} larger than {limit:,} bytes.")
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(folder_fd)
+
+
 def _too_slow(seconds):
     return (
         f"training took longer than {seconds:g} s, the time budget of this milestone, and was stopped. "
@@ -295,10 +389,13 @@ def _too_slow(seconds):
 
 
 def _stream(pipe, log, lines):
+    logged = 0
     for line in pipe:  # text mode: a progress bar's "\r" updates arrive as lines too
         if line.strip():  # a closing progress bar leaves a line of spaces
-            lines.append(line.rstrip("\n"))
-            log(lines[-1])
+            lines.append(line.rstrip("\n")[:2000])
+            logged += 1
+            if logged <= LOG_LINES:
+                log(lines[-1] if logged < LOG_LINES else "(more output of the training process not shown)")
 
 
 def _sandboxed(argv, work, package, limits, env):
@@ -311,8 +408,46 @@ def _sandboxed(argv, work, package, limits, env):
     return command(argv, work, [*course_code(), package_parent], limits, job_slot(), env, workdir="/tmp")
 
 
+def _number(value, default=0.0):
+    """A number of the student process's report (for the banner only), or default."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and abs(float(value)) < 1e12
+    return float(value) if ok else default
+
+
+@dataclass
+class StudentResult:
+    """What the student process handed back, read as data: the two models' descriptions (JSON), their
+    array bytes, its small outputs (lists of numbers) and its report (numbers for the banner)."""
+
+    models: dict
+    arrays: list
+    blob: bytes
+    outputs: dict
+    report: dict
+
+
+def _result(work, recipe):
+    """The student process's result, read without trusting it as a file (see read_job_file)."""
+    limit = int(recipe.get("max_numbers") or 50_000_000)
+    text = read_job_file(work, RESULT, RESULT_LIMIT)
+    blob = read_job_file(work, ARRAYS, 2 * 8 * limit + (1 << 20))
+    if text is None or blob is None:
+        raise MilestoneFailure("the training process ended without leaving its result.")
+    try:
+        result = json.loads(text)
+        models, arrays = result["models"], result["arrays"]
+        outputs, report = result.get("outputs") or {}, result.get("report") or {}
+        if not (isinstance(models, dict) and isinstance(arrays, list)):
+            raise TypeError
+        if not (isinstance(outputs, dict) and isinstance(report, dict)):
+            raise TypeError
+    except (ValueError, KeyError, TypeError, RecursionError):
+        raise MilestoneFailure("the training process left a result the judge cannot read.") from None
+    return StudentResult(models, arrays, blob, outputs, report)
+
+
 def run_student_process(milestone, package, model_source, recipe, inputs, log=print, sandbox=None):
-    """Train in a fresh process; return (outputs, report). Raises MilestoneFailure with the reason.
+    """Train in a fresh process; return its StudentResult. Raises MilestoneFailure with the reason.
     sandbox: tito.sandbox.Limits to run the student's code in the grading sandbox (nbgrader does)."""
     budget = float(recipe["time_budget_s"])
     with tempfile.TemporaryDirectory(prefix="tinytorch-judge-") as work:
@@ -345,9 +480,10 @@ def run_student_process(milestone, package, model_source, recipe, inputs, log=pr
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            errors="replace",
             start_new_session=True,
         )
-        lines = []
+        lines = deque(maxlen=15)
         reader = threading.Thread(target=_stream, args=(proc.stdout, log, lines), daemon=True)
         reader.start()
         try:
@@ -359,44 +495,154 @@ def run_student_process(milestone, package, model_source, recipe, inputs, log=pr
         finally:
             reader.join(timeout=5)
         if code != 0:
-            failure = work / "failure.txt"
-            if failure.exists():
-                raise MilestoneFailure(failure.read_text())
-            tail = "\n".join(lines[-15:])
+            failure = read_job_file(work, FAILURE, FAILURE_LIMIT)
+            if failure is not None:
+                raise MilestoneFailure(failure.decode("utf-8", errors="replace"))
+            tail = "\n".join(lines)
             raise MilestoneFailure(
                 f"the training process stopped with exit code {code} "
                 f"(killed, out of memory, or os._exit in your code). Its last output:\n{tail}"
             )
-        with np.load(work / "outputs.npz") as outputs:
-            outputs = {k: outputs[k] for k in outputs.files}
-        return outputs, json.loads((work / "report.json").read_text())
+        return _result(work, recipe)
 
 
-def judge(milestone, package, model_source=None, log=print, who="your tinytorch", sandbox=None, **recipe_changes):
-    """Train the milestone with the tinytorch package at `package`, score it here, require the threshold.
+# ---- the reference tinytorch and the evaluation process -----------------------------------------
+_REFERENCES = {}
+
+
+def reference_package(requires, judged):
+    """The package whose layers judge the trained weights: the course's reference solutions (source/,
+    exported once per process by the course's exporter) when they are here, else `judged` itself
+    (a student's own machine, where a student can only fool themselves)."""
+    from tito.course import REPO
+
+    source = REPO / "source"
+    notebooks = [source / m / f"{m}.ipynb" for m in requires]
+    if not all(p.is_file() for p in notebooks):
+        return Path(judged)
+    key = (tuple(requires), tuple(p.stat().st_mtime_ns for p in notebooks))
+    if key not in _REFERENCES:
+        from tito.notebook import build_tinytorch
+
+        dest = tempfile.mkdtemp(prefix="tinytorch-reference-")
+        atexit.register(shutil.rmtree, dest, ignore_errors=True)
+        package, report = build_tinytorch(source, requires, dest)
+        problems = [p for found in report.values() for p in found]
+        if problems:
+            raise RuntimeError("the course's reference solutions do not export cleanly:\n  " + "\n  ".join(problems))
+        os.chmod(dest, 0o755)
+        _REFERENCES[key] = Path(package)
+    return _REFERENCES[key]
+
+
+def evaluate_models(milestone, reference, result, evaluation, recipe):
+    """Both models of a StudentResult, rebuilt with the tinytorch at `reference` and evaluated in a
+    fresh process where no student code runs: {"fresh": outputs, "trained": outputs}."""
+    budget = float(recipe.get("evaluation_budget_s", 600))
+    with tempfile.TemporaryDirectory(prefix="tinytorch-evaluation-") as job:
+        job = Path(job)
+        (job / "evaluation").mkdir()
+        for name, array in evaluation.items():
+            np.save(job / "evaluation" / f"{name}.npy", array)
+        (job / ARRAYS).write_bytes(result.blob)
+        (job / RESULT).write_text(json.dumps({"models": result.models, "arrays": result.arrays}))
+        (job / "job.json").write_text(
+            json.dumps(
+                {
+                    "milestone": milestone.__name__,
+                    "package_parent": str(Path(reference).resolve().parent),
+                    "recipe": recipe,
+                }
+            )
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+        argv = [sys.executable, "-I", "-m", "milestones.evaluation", str(job)]
+        try:
+            done = subprocess.run(
+                argv, cwd=job, env=env, capture_output=True, text=True, errors="replace", timeout=budget
+            )
+        except subprocess.TimeoutExpired:
+            raise MilestoneFailure(
+                f"evaluating the trained model with the course's tinytorch took longer than {budget:g} s and was "
+                "stopped: is the model far larger or deeper than the milestone's?"
+            ) from None
+        if done.returncode != 0:
+            failure = job / FAILURE
+            if failure.is_file():
+                raise MilestoneFailure(failure.read_text())
+            tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
+            raise MilestoneFailure(f"evaluating the trained model stopped with exit code {done.returncode}:\n{tail}")
+        with np.load(job / "outputs.npz", allow_pickle=False) as saved:
+            outputs = {"fresh": {}, "trained": {}}
+            for key in saved.files:
+                which, name = key.split("/", 1)
+                outputs[which][name] = saved[key]
+        return outputs
+
+
+def _outputs(result):
+    """The student process's small outputs (lists of numbers) as arrays."""
+    out = {}
+    for name, value in result.outputs.items():
+        try:
+            array = np.asarray(value)
+        except (ValueError, TypeError):
+            array = None
+        if array is None or array.dtype.kind not in "iufb":
+            raise MilestoneFailure(f"the training process's output {name!r} is not an array of numbers.")
+        out[name] = array
+    return out
+
+
+def judge(
+    milestone,
+    package,
+    model_source=None,
+    log=print,
+    who="your tinytorch",
+    sandbox=None,
+    reference=None,
+    **recipe_changes,
+):
+    """Train the milestone with the tinytorch package at `package`, evaluate the trained weights with the
+    reference tinytorch, score it here, require the threshold.
 
     model_source is the text of a cell defining build_model() (default: the milestone's default
-    model); recipe_changes override entries of the milestone's recipe (tests use this, e.g. lr=0).
+    model); reference is the folder of the tinytorch whose layers evaluate the weights (default:
+    reference_package(): the course's source/ solutions, or `package` where there is no source/);
+    recipe_changes override entries of the milestone's recipe (tests use this, e.g. lr=0).
     Returns a Result; raises MilestoneFailure (an AssertionError) with the reason otherwise.
     """
+    from tito.course import milestone as course_milestone
+
     config = milestone.CONFIG
     recipe = {**config["judge"], **recipe_changes}
-    inputs, answers = milestone.judge_inputs()
+    inputs, evaluation, answers = milestone.judge_inputs()
     started = time.perf_counter()
-    outputs, report = run_student_process(
+    result = run_student_process(
         milestone, package, model_source or config["model"]["default_source"], recipe, inputs, log, sandbox
     )
-    scored = milestone.score(outputs, answers)
+    if reference is None:
+        reference = reference_package(course_milestone(config["number"]).requires, package)
+    evaluated = evaluate_models(milestone, reference, result, evaluation, recipe)
+    untrained = milestone.untrained_failure(evaluated["fresh"], answers)
+    if untrained:
+        raise MilestoneFailure(
+            f"build_model must return an untrained model: {untrained} The judge trains the model itself, with "
+            "your modules; build_model only builds it."
+        )
+    scored = milestone.score({**_outputs(result), **evaluated["trained"]}, answers)
     details = dict(scored) if isinstance(scored, dict) else {"measure": scored}
     accuracy = details.pop("measure")
     failures = details.pop("failures", None)
     if failures is None:
         failures = [milestone.failure_hint(accuracy)] if accuracy < config["threshold"] else []
+    report = result.report
     result = Result(
         accuracy,
-        float(report.get("train_seconds", time.perf_counter() - started)),
-        int(report.get("epochs", 0)),
-        float(report.get("peak_memory_mb", 0.0)),
+        _number(report.get("train_seconds"), time.perf_counter() - started),
+        int(_number(report.get("epochs"))),
+        _number(report.get("peak_memory_mb")),
         details,
     )
     if failures:
@@ -405,7 +651,9 @@ def judge(milestone, package, model_source=None, log=print, who="your tinytorch"
     return result
 
 
-def judge_notebooks(milestone, folder, requires, model_source, log=print, who="your tinytorch", sandbox=None):
+def judge_notebooks(
+    milestone, folder, requires, model_source, log=print, who="your tinytorch", sandbox=None, reference=None
+):
     """Export the required modules' notebooks from folder into a temporary package and judge it.
     A module that does not export cleanly fails the milestone with its problems listed."""
     from tito.notebook import build_tinytorch
@@ -415,7 +663,7 @@ def judge_notebooks(milestone, folder, requires, model_source, log=print, who="y
         problems = [p for found in report.values() for p in found]
         if problems:
             raise MilestoneFailure("your modules do not export cleanly:\n  " + "\n  ".join(problems))
-        return judge(milestone, package, model_source, log=log, who=who, sandbox=sandbox)
+        return judge(milestone, package, model_source, log=log, who=who, sandbox=sandbox, reference=reference)
 
 
 def check_notebook(milestone, build_model):

@@ -2,8 +2,9 @@
 
 pytest, `tito milestone test 1`, the notebook's check and nbgrader's grading all go through
 milestones.judge.judge(), so they always agree. Your package supplies the model, the loss, the
-optimizer and the training loop, in a fresh process; the judge keeps the test labels and counts
-the correct answers itself. The recipe is milestone.yml.
+optimizer and the training loop, in a fresh process that sees the training set only; the judge then
+runs the trained weights through the course's own layers on the test images and counts the correct
+answers itself. The recipe is milestone.yml.
 
 Your package is called through this interface (later modules must keep it working):
     MLP(sizes), CrossEntropyLoss(), SGD(params, lr=, momentum=), Tensor(array), no_grad(),
@@ -35,9 +36,10 @@ def mnist():
 
 # ---------------------------------------------------------------------------------- grader side
 def judge_inputs():
-    """What the student process gets (no test labels), and the answers the grader keeps."""
+    """What the student process gets (the training set), what the evaluation process gets (the test
+    images), and the answers the grader keeps."""
     (X_train, y_train), (X_test, y_test) = mnist()
-    return {"X_train": X_train, "y_train": y_train, "X_test": X_test}, y_test
+    return {"X_train": X_train, "y_train": y_train}, {"X_test": X_test}, y_test
 
 
 def _logits(out, n):
@@ -49,6 +51,18 @@ def _logits(out, n):
 def score(outputs, answers):
     """Fraction of test images whose largest logit is the right digit: the grader's own count."""
     return float(np.mean(_logits(outputs["logits"], len(answers)).argmax(axis=1) == answers))
+
+
+def untrained_failure(fresh, answers):
+    """Why the model build_model returned is not untrained (None when it guesses, as a new one does)."""
+    accuracy = score(fresh, answers)
+    limit = CONFIG["judge"]["untrained_max_accuracy"]
+    if accuracy > limit:
+        return (
+            f"before any training, the model it returned already gets {accuracy:.2%} of the test images right "
+            f"(a new model guesses: about 10%, at most {limit:.0%} here)."
+        )
+    return None
 
 
 def failure_hint(accuracy):
@@ -123,10 +137,15 @@ def train(tinytorch, build_model, X_train, y_train, recipe, log=print):
     return model, report
 
 
-def train_and_predict(tinytorch, build_model, inputs, recipe, log=print):
-    """Student side of the judge: train on the training set, return logits for the test images."""
+def train_model(tinytorch, build_model, inputs, recipe, log=print):
+    """Student side of the judge: the model trained on the training set (and no other outputs)."""
     model, report = train(tinytorch, build_model, inputs["X_train"], inputs["y_train"], recipe, log)
-    return {"logits": predict(tinytorch, model, inputs["X_test"]).astype(np.float32)}, report
+    return model, {}, report
+
+
+def evaluate(tinytorch, model, evaluation, recipe, trained):
+    """Evaluation side (the course's tinytorch): the model's logits for the test images."""
+    return {"logits": predict(tinytorch, model, evaluation["X_test"]).astype(np.float32)}
 
 
 # ------------------------------------------------------------------------------------ entry points
@@ -154,10 +173,11 @@ def test_reference_package_reaches_threshold(reference_tinytorch):
     assert result.accuracy >= THRESHOLD and result.epochs == 1
 
 
-def test_student_process_never_sees_the_test_labels():
-    inputs, answers = judge_inputs()
-    assert sorted(inputs) == ["X_test", "X_train", "y_train"] and len(answers) == len(inputs["X_test"])
-    assert not any(np.shares_memory(answers, array) for array in inputs.values())
+def test_student_process_never_sees_the_test_set():
+    inputs, evaluation, answers = judge_inputs()
+    assert sorted(inputs) == ["X_train", "y_train"] and sorted(evaluation) == ["X_test"]
+    assert len(answers) == len(evaluation["X_test"])
+    assert not any(np.shares_memory(answers, array) for array in [*inputs.values(), *evaluation.values()])
 
 
 def test_judge_fails_a_model_that_does_not_learn(reference_tinytorch):

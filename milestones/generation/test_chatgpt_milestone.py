@@ -2,10 +2,11 @@
 
 pytest, `tito milestone test 3`, the notebook's check and nbgrader's grading all go through
 milestones.judge.judge(), so they always agree. Your package supplies the tokenizer, the model, the
-optimizer, the schedule and the training loop, in a fresh process. The judge keeps the validation
-targets and computes the validation loss itself from your model's logits (so a loss function of
-yours cannot flatter it); it samples the functions itself, with a fixed seed, from your model's
-next-token logits; and it reads them here, in its own process, with `ast` and `compile`. Generated
+optimizer, the schedule and the training loop, in a fresh process that sees the training text only.
+The judge then runs the trained weights through the course's own layers: it computes the validation
+loss itself from the logits for validation windows (so a loss function of yours cannot flatter it);
+it samples the functions itself, with a fixed seed, from the next-token logits; and it reads them
+here, in its own process, with `ast` and `compile`, counting each distinct function once. Generated
 code is never executed. The recipe and the thresholds are milestone.yml.
 
 Your package is called through this interface (later changes must keep it working):
@@ -85,21 +86,26 @@ def future_changed(x, vocab_size, seed=0):
 
 
 def judge_inputs():
-    """What the student process gets (the training text, inputs without targets), and what the grader
-    keeps (targets, vocabulary, training text for the novelty check)."""
+    """What the student process gets (the training text), what the evaluation process gets (validation
+    windows without their targets, the prompt in the judge's ids), and what the grader keeps
+    (targets, vocabulary, training text for the novelty check)."""
     data = corpus()
     train_text = data.train_text
     vocab = vocabulary(train_text)
     recipe = CONFIG["judge"]
     windows = validation_windows(encode(vocab, data.validation_text), recipe["validation_windows"], recipe["context"])
     x = windows[:, :-1].copy()
-    inputs = {
-        "train_text": _ascii(train_text),
+    inputs = {"train_text": _ascii(train_text)}
+    evaluation = {
         "validation_x": x,
         "future_changed_x": future_changed(x, len(vocab)),
+        # every function in the corpus starts right after a blank line: so does every sample
+        "prompt": encode(vocab, STOP + recipe["prompt"]),
+        "stop": encode(vocab, STOP),
+        "vocab_size": np.array(len(vocab)),
     }
     answers = {"vocab": vocab, "targets": windows[:, 1:].copy(), "train_text": train_text}
-    return inputs, answers
+    return inputs, evaluation, answers
 
 
 def validation_loss(logits, targets):
@@ -180,7 +186,7 @@ def score(outputs, answers):
     loss = validation_loss(logits, targets)
     rows = read_samples(outputs["samples"], vocab, answers["train_text"])
     n = len(rows)
-    parsed = [r for r in rows if parses(r["verdict"])]
+    parsed = list({r["text"]: r for r in rows if parses(r["verdict"])}.values())  # each distinct function once
     compiled = [r for r in parsed if r["verdict"] == "compiles"]
     parse_share = len(parsed) / n
     novel_share = float(np.mean([r["novel"] for r in parsed])) if parsed else 0.0
@@ -194,7 +200,8 @@ def score(outputs, answers):
         )
     if parse_share < THRESHOLD:
         failures.append(
-            f"{len(parsed)} of {n} sampled functions ({parse_share:.0%}) parse as one complete function; "
+            f"{len(parsed)} of {n} sampled functions ({parse_share:.0%}) parse as one complete function (each "
+            "distinct function counted once); "
             f"Milestone 3 needs {THRESHOLD:.0%}. A correct tinytorch gets about {CONFIG['expected']['parse']:.0%}."
         )
     elif novel_share < LIMITS["novel"]:
@@ -253,6 +260,22 @@ def _learning_hint(loss):
         "1.9. Check that the GPT adds the position embeddings to the token embeddings (Modules 13 and 16), "
         "and attention's 1/sqrt(D) scaling and head split (Module 14)."
     )
+
+
+def untrained_failure(fresh, answers):
+    """Why the model build_model returned is not untrained (None when it guesses, as a new one does)."""
+    logits, targets = fresh["validation_logits"], answers["targets"]
+    if logits.shape != (*targets.shape, len(answers["vocab"])) or not np.all(np.isfinite(logits)):
+        return None  # the trained model's checks say what is wrong with the shape
+    loss = validation_loss(logits, targets)
+    limit = CONFIG["judge"]["untrained_min_validation_loss"]
+    if loss < limit:
+        return (
+            f"before any training, the model it returned already has a validation loss of {loss:.2f} nats per "
+            f"character (a new model has about ln {len(answers['vocab'])} = {np.log(len(answers['vocab'])):.2f}, "
+            f"at least {limit} here)."
+        )
+    return None
 
 
 def failure_hint(parse_share):  # used only by a milestone scored on one number; kept for the interface
@@ -426,26 +449,23 @@ def train(tinytorch, build_model, train_text, recipe, log=print):
     return model, tokenizer, report, probe
 
 
-def train_and_predict(tinytorch, build_model, inputs, recipe, log=print):
-    """Student side of the judge: train, then the logits for the validation windows and the samples."""
+def train_model(tinytorch, build_model, inputs, recipe, log=print):
+    """Student side of the judge: the trained model, and the ids its tokenizer gives the probe."""
     train_text = bytes(inputs["train_text"]).decode("ascii")
     model, tokenizer, report, probe = train(tinytorch, build_model, train_text, recipe, log)
-    vocab_size = int(tokenizer.vocab_size)
-    with step("model.eval()"):
-        model.eval()
-    outputs = {
-        "tokenizer_probe": probe,
-        "validation_logits": forward(tinytorch, model, inputs["validation_x"], vocab_size),
-        "future_changed_logits": forward(tinytorch, model, inputs["future_changed_x"], vocab_size),
-    }
-    start = time.perf_counter()
-    # every function in the corpus starts right after a blank line: so does every sample
-    prompt = np.asarray(to_numpy(tokenizer.encode(STOP + recipe["prompt"])), dtype=np.int64)
-    stop = np.asarray(to_numpy(tokenizer.encode(STOP)), dtype=np.int64)
-    outputs["samples"] = sample(tinytorch, model, prompt, stop, recipe, vocab_size)
-    report["sample_seconds"] = time.perf_counter() - start
-    log(f"sampled {recipe['samples']} functions in {report['sample_seconds']:.0f} s")
-    return outputs, report
+    return model, {"tokenizer_probe": [int(i) for i in probe]}, report
+
+
+def evaluate(tinytorch, model, evaluation, recipe, trained):
+    """Evaluation side (the course's tinytorch, eval mode): the logits for the validation windows; for the
+    trained model also for the windows with their second half changed (causality), and the samples."""
+    vocab_size = int(evaluation["vocab_size"])
+    outputs = {"validation_logits": forward(tinytorch, model, evaluation["validation_x"], vocab_size)}
+    if trained:
+        outputs["future_changed_logits"] = forward(tinytorch, model, evaluation["future_changed_x"], vocab_size)
+        prompt, stop = evaluation["prompt"].astype(np.int64), evaluation["stop"].astype(np.int64)
+        outputs["samples"] = sample(tinytorch, model, prompt, stop, recipe, vocab_size)
+    return outputs
 
 
 # ------------------------------------------------------------------------------------ entry points
@@ -479,16 +499,17 @@ def _package(module):
     return Path(module.__file__).parent
 
 
-def test_student_process_never_sees_the_validation_targets():
-    inputs, answers = judge_inputs()
-    assert sorted(inputs) == ["future_changed_x", "train_text", "validation_x"]
-    x, targets = inputs["validation_x"], answers["targets"]
+def test_student_process_never_sees_the_validation_windows():
+    inputs, evaluation, answers = judge_inputs()
+    assert sorted(inputs) == ["train_text"]
+    assert sorted(evaluation) == ["future_changed_x", "prompt", "stop", "validation_x", "vocab_size"]
+    x, targets = evaluation["validation_x"], answers["targets"]
     assert x.shape == targets.shape == (CONFIG["judge"]["validation_windows"], CONFIG["judge"]["context"])
     assert np.array_equal(x[:, 1:], targets[:, :-1])  # targets are the inputs shifted by one
-    assert not any(np.shares_memory(targets, array) for array in inputs.values())
+    assert not any(np.shares_memory(targets, array) for array in evaluation.values())
     # the changed windows agree on the first half only
     half = x.shape[1] // 2
-    changed = inputs["future_changed_x"]
+    changed = evaluation["future_changed_x"]
     assert np.array_equal(changed[:, :half], x[:, :half]) and (changed[:, half:] != x[:, half:]).all()
 
 
@@ -534,7 +555,7 @@ def test_validation_loss_is_computed_from_the_logits():
 
 
 def test_the_grader_measures_everything_itself():
-    inputs, answers = judge_inputs()
+    _, _, answers = judge_inputs()
     vocab, targets = answers["vocab"], answers["targets"]
     sure = np.full((*targets.shape, len(vocab)), -10.0, np.float32)
     np.put_along_axis(sure, targets[..., None], 10.0, axis=-1)  # logits that predict every target
@@ -564,11 +585,15 @@ def test_the_grader_measures_everything_itself():
     uniform = np.zeros_like(sure)
     measured = score({**honest, "validation_logits": uniform, "future_changed_logits": uniform}, answers)
     assert "validation loss is 4.5" in measured["failures"][0] and "equally likely" in measured["failures"][-1]
-    text = "\n\n" + answers["train_text"].split("\n\n")[0] + "\n\n"  # a training function, verbatim
-    copied = np.full((128, len(text)), -1)
-    copied[:100] = encode(vocab, text)
-    copied[100:, : samples.shape[1]] = samples[100:, : len(text)]
+    seen = [f for f in dict.fromkeys(answers["train_text"].split("\n\n")) if read_function(f) == "compiles"]
+    texts = [f"\n\n{f}\n\n" for f in seen[:100]] + functions[100:]  # 100 training functions, verbatim
+    copied = np.full((128, max(map(len, texts))), -1)
+    for row, text in zip(copied, texts):
+        row[: len(text)] = encode(vocab, text)
     assert "memorises" in score({**honest, "samples": copied}, answers)["failures"][0]
+    same = np.tile(samples[:1], (128, 1))  # one function, 128 times: it counts once
+    measured = score({**honest, "samples": same}, answers)
+    assert measured["parsed"] == 1 and "1 of 128 sampled functions" in measured["failures"][0]
 
 
 NOT_CAUSAL = """
@@ -601,27 +626,17 @@ def test_reference_package_passes_every_threshold(reference_tinytorch):
 
 
 NO_ATTENTION = """
-class NoAttention(Module):
-    def forward(self, x):
-        return x * 0.0  # the block's attention adds nothing: each position sees only itself
-
-
 def build_model(vocab_size):
     model = GPT(GPTConfig(vocab_size=vocab_size, context=128, n_layers=4, d_model=128, n_heads=4))
     for block in model.blocks:
-        block.attn = NoAttention()
+        block.attn = Dropout(0.0)  # in place of attention, the identity: each position sees only itself
     return model
 """
 
 NO_POSITIONS = """
-class NoPositions(Module):
-    def forward(self, x):
-        return x  # token vectors only: the model cannot tell where in the window a token is
-
-
 def build_model(vocab_size):
     model = GPT(GPTConfig(vocab_size=vocab_size, context=128, n_layers=4, d_model=128, n_heads=4))
-    model.positions = NoPositions()
+    model.positions = Dropout(0.0)  # token vectors only: the model cannot tell where in the window a token is
     return model
 """
 

@@ -2,8 +2,9 @@
 
 pytest, `tito milestone test 2`, the notebook's check and nbgrader's grading all go through
 milestones.judge.judge(), so they always agree. Your package supplies the model, the data pipeline,
-the optimizer, the schedule and the training loop, in a fresh process; the judge keeps the test
-labels and counts the correct answers itself. The recipe is milestone.yml.
+the optimizer, the schedule and the training loop, in a fresh process that sees the training set
+only; the judge then runs the trained weights through the course's own layers on the test images
+and counts the correct answers itself. The recipe is milestone.yml.
 
 Your package is called through this interface (later modules must keep it working):
     Conv2d, BatchNorm2d, MaxPool2d, ReLU, Flatten, Linear, Sequential (the default build_model),
@@ -47,9 +48,10 @@ def cifar10():
 
 # ---------------------------------------------------------------------------------- grader side
 def judge_inputs():
-    """What the student process gets (no test labels), and the answers the grader keeps."""
+    """What the student process gets (the training set), what the evaluation process gets (the test
+    images), and the answers the grader keeps."""
     (X_train, y_train), (X_test, y_test) = cifar10()
-    return {"X_train": X_train, "y_train": y_train, "X_test": X_test}, y_test
+    return {"X_train": X_train, "y_train": y_train}, {"X_test": X_test}, y_test
 
 
 def _logits(out, n):
@@ -65,6 +67,18 @@ def _logits(out, n):
 def score(outputs, answers):
     """Fraction of test images whose largest logit is the right class: the grader's own count."""
     return float(np.mean(_logits(outputs["logits"], len(answers)).argmax(axis=1) == answers))
+
+
+def untrained_failure(fresh, answers):
+    """Why the model build_model returned is not untrained (None when it guesses, as a new one does)."""
+    accuracy = score(fresh, answers)
+    limit = CONFIG["judge"]["untrained_max_accuracy"]
+    if accuracy > limit:
+        return (
+            f"before any training, the model it returned already gets {accuracy:.2%} of the test images right "
+            f"(a new model guesses: about 10%, at most {limit:.0%} here)."
+        )
+    return None
 
 
 def failure_hint(accuracy):
@@ -180,10 +194,15 @@ def predict(tinytorch, model, X, recipe, batch_size=1000):
     return np.concatenate(chunks)
 
 
-def train_and_predict(tinytorch, build_model, inputs, recipe, log=print):
-    """Student side of the judge: train on the training set, return logits for the test images."""
+def train_model(tinytorch, build_model, inputs, recipe, log=print):
+    """Student side of the judge: the model trained on the training set (and no other outputs)."""
     model, report = train(tinytorch, build_model, inputs["X_train"], inputs["y_train"], recipe, log)
-    return {"logits": predict(tinytorch, model, inputs["X_test"], recipe).astype(np.float32)}, report
+    return model, {}, report
+
+
+def evaluate(tinytorch, model, evaluation, recipe, trained):
+    """Evaluation side (the course's tinytorch): the model's logits for the test images."""
+    return {"logits": predict(tinytorch, model, evaluation["X_test"], recipe).astype(np.float32)}
 
 
 # ------------------------------------------------------------------------------------ entry points
@@ -216,11 +235,12 @@ def _package(module):
     return Path(module.__file__).parent
 
 
-def test_student_process_never_sees_the_test_labels():
-    inputs, answers = judge_inputs()
-    assert sorted(inputs) == ["X_test", "X_train", "y_train"] and len(answers) == len(inputs["X_test"])
+def test_student_process_never_sees_the_test_set():
+    inputs, evaluation, answers = judge_inputs()
+    assert sorted(inputs) == ["X_train", "y_train"] and sorted(evaluation) == ["X_test"]
+    assert len(answers) == len(evaluation["X_test"])
     assert inputs["X_train"].dtype == np.uint8, "images travel as uint8: 150 MB, not 600 MB of float32"
-    assert not any(np.shares_memory(answers, array) for array in inputs.values())
+    assert not any(np.shares_memory(answers, array) for array in [*inputs.values(), *evaluation.values()])
 
 
 @slow
@@ -236,13 +256,14 @@ def test_judge_fails_a_model_that_does_not_learn(reference_tinytorch):
         judge(sys.modules[__name__], _package(reference_tinytorch), max_lr=0.0, epochs=1, log=_quiet)
 
 
-SLOW_CONV = '''
+SLOW_CONV = """
+
+# --- a student's first convolution: Python loops over images, pixels and channels ---
 import numpy as np
-from tinytorch.autograd import gradient
+from tinytorch.tensor import Tensor
 
 
 def slow_conv2d(x, weight, bias, padding):
-    """A convolution with Python loops over images, pixels and channels, as students first write it."""
     n, h, w, cin = x.shape
     kh, kw, _, cout = weight.shape
     xp = np.pad(x.data, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
@@ -255,21 +276,26 @@ def slow_conv2d(x, weight, bias, padding):
     return Tensor._make(out, (x, weight, bias), "conv2d", ctx=None)
 
 
-class SlowConv2d(Conv2d):
-    def forward(self, x):
-        return slow_conv2d(x, self.weight, self.bias, self.padding)
+def _slow_forward(self, x):
+    return slow_conv2d(x, self.weight, self.bias, self.padding)
 
 
-def build_model():
-    # 128 images x 32 x 32 pixels x 32 channels: 4 million Python iterations, far over 5 s on any machine
-    return Sequential(SlowConv2d(3, 32, 3, padding=1), MaxPool2d(2), ReLU(), Flatten(), Linear(16 * 16 * 32, 10))
-'''
+Conv2d.forward = _slow_forward
+"""
 
 
-def test_judge_stops_a_slow_implementation_within_seconds_and_says_why(reference_tinytorch):
+def test_judge_stops_a_slow_implementation_within_seconds_and_says_why(reference_tinytorch, tmp_path):
+    import shutil
+
+    # a student's package whose Conv2d loops in Python: 128 images x 32 x 32 pixels x 24 channels,
+    # 3 million Python iterations for the first layer alone, far over 5 s on any machine
+    package = tmp_path / "tinytorch"
+    shutil.copytree(_package(reference_tinytorch), package)
+    with open(package / "spatial.py", "a") as spatial:
+        spatial.write(SLOW_CONV)
     start = time.perf_counter()
-    with pytest.raises(AssertionError, match=r"(?s)one training step took more than 5 s.*SlowConv2d.*forward"):
-        judge_package(_package(reference_tinytorch), SLOW_CONV, log=_quiet, speed_check_first_step_s=5)
+    with pytest.raises(AssertionError, match=r"(?s)one training step took more than 5 s.*Conv2d.*forward"):
+        judge_package(package, log=_quiet, speed_check_first_step_s=5)
     assert time.perf_counter() - start < 60
 
 
