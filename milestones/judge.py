@@ -727,4 +727,7 @@ def banner(config, result, who):
 
 
 if __name__ == "__main__":
-    sys.exit(_student_main(sys.argv[1]))
+    # the student process: run as milestones.judge, not __main__, so that there is one MilestoneFailure
+    from milestones.judge import _student_main as main
+
+    sys.exit(main(sys.argv[1]))

@@ -50,10 +50,9 @@ def _where(path):
 
 
 class _Describer:
-    def __init__(self, tinytorch, max_numbers=None):
+    def __init__(self, tinytorch):
         self.tensor_type = getattr(tinytorch, "Tensor", None)
         self.module_type = getattr(tinytorch, "Module", None)
-        self.max_numbers = max_numbers
         self.arrays, self.blobs, self.offset, self.numbers = [], [], 0, 0
         self.memo, self.nodes = {}, 0
 
@@ -65,8 +64,6 @@ class _Describer:
         if a.dtype.str not in DTYPES:
             raise ModelRefused(f"{_where(path)} holds an array of dtype {a.dtype}: a graded model holds numbers only.")
         self.numbers += a.size
-        if self.max_numbers is not None and self.numbers > self.max_numbers:
-            raise ModelRefused(_too_big(self.numbers, self.max_numbers))
         self.arrays.append({"dtype": a.dtype.str, "shape": list(a.shape), "offset": self.offset})
         self.blobs.append(a.tobytes())
         self.offset += a.nbytes
@@ -119,7 +116,7 @@ class _Describer:
             if callable(item) and not isinstance(item, type) and callable(getattr(cls, key, None)):
                 raise ModelRefused(
                     f"{_where(path)} ({cls.__name__}) has its method {key}() replaced on the instance "
-                    f"({_where(path)}.{key} = ...). The judge evaluates the trained weights with the course's own "
+                    f"({path or 'model'}.{key} = ...). The judge evaluates the trained weights with the course's own "
                     f"{cls.__name__}: a graded model is made of tinytorch's layers as your modules define them."
                 )
             if callable(item) and not isinstance(item, (type, self.module_type or type)):
@@ -133,7 +130,7 @@ def _not_tinytorch(cls, path, what):
     origin = getattr(cls, "__module__", "?")
     where = "the build_model cell" if origin == "__milestone__" else f"{origin}, not in your tinytorch package"
     return (
-        f"{_where(path)} is a {name}, a {what} class defined in {where}. A graded model is made only of "
+        f"{_where(path)} is an instance of {name}, a {what} class defined in {where}. A graded model is made only of "
         "tinytorch's own layers (Linear, Sequential, Conv2d, GPT, ...): the judge evaluates the trained "
         "weights with the course's code for those layers, so a class of your own (or a subclass of one "
         "of them) cannot be graded. Build the model from tinytorch's layers."
@@ -156,8 +153,10 @@ def describe(model, tinytorch, max_numbers=None):
             f"build_model returned a {type(model).__name__}, not a tinytorch Module: a graded model is made of "
             "tinytorch's layers."
         )
-    d = _Describer(tinytorch, max_numbers)
+    d = _Describer(tinytorch)
     root = d.node(model, "")
+    if max_numbers is not None and d.numbers > max_numbers:
+        raise ModelRefused(_too_big(d.numbers, max_numbers))
     return {"root": root, "numbers": d.numbers}, d.arrays, b"".join(d.blobs)
 
 
