@@ -3,11 +3,15 @@
 - "ada" submits the reference solutions: full marks everywhere, Milestone 1 achieved with her package.
 - "ben" submits the untouched release notebooks: zero everywhere, and nothing crashes.
 - "cy" has one bug, a wrong ReLU gradient: loses exactly the ReLU-gradient tests, and Milestone 1.
-- "dee" has a syntax error in 02, a kernel-crashing relu in 03, an infinite loop in 04 and a
+- "dee" has a syntax error in 02, a kernel-crashing relu in 03 (a segfault), an infinite loop in 04 and a
   corrupted 05 notebook: the rest is graded, each problem is reported, and her milestone fails with a
   message naming the syntax error.
 - "trick-*" students submit honest modules but a model that cannot reach 85% (one hidden unit),
   plus one trick each to fool the milestone judge from their notebook: all of them score zero.
+- "model-*" students make their build_model cell itself dishonest (tests/test_milestone_integrity.py
+  has the same tricks, judged directly): a class answering from the pasted test labels, a model
+  fitted in build_model, a failure message turned into a link to a file only the grader may read.
+  Each scores zero with the reason, and the file is not read.
 Modules 06–11 and Milestone 2 (slow: Milestone 2 trains a CNN on CIFAR-10 for each student):
 - "ada" full marks, Milestone 2 achieved; "ben" (untouched release) zero without crashing;
 - "cy" has one bug in 06, a conv weight gradient with swapped axes: loses exactly the tests that the
@@ -77,7 +81,12 @@ INFINITE_LOOP = (
     "    def forward(self, x):\n",
     "    def forward(self, x):\n        while True:\n            pass\n",
 )
-KERNEL_CRASH = ("def relu(", "    x = as_tensor(x)\n", "    x = as_tensor(x)\n    import os; os._exit(1)\n")
+# a window past the end of memory: a segfault, from code that reaches for nothing it should not
+KERNEL_CRASH = (
+    "def relu(",
+    "    x = as_tensor(x)\n",
+    "    x = as_tensor(x)\n    np.lib.stride_tricks.as_strided(np.zeros(1), (1 << 20,), (1 << 40,)).sum()\n",
+)
 SYNTAX_ERROR = ("def unbroadcast", "### BEGIN SOLUTION\n", "### BEGIN SOLUTION\n    if grad.ndim >\n")
 
 
@@ -97,6 +106,24 @@ SHADOW = {
     "milestones/foundation/__init__.py": "",
     "milestones/foundation/test_lenet_milestone.py": "def check(build_model):\n    print('passed')\n",
 }
+
+
+MODEL_TRICKS = {  # students whose build_model cell is the trick (model_trick), and what the judge says
+    "model-pasted-labels": "an instance of Answers, a layer class defined in the build_model cell",
+    "model-fitted": "build_model must return an untrained model",
+    "model-leaks-a-file": "left failure.txt as something other than a regular file",
+}
+SECRET = "only the grader may read this"
+
+
+def model_trick(root, student):
+    from test_milestone_integrity import ANSWERS_CLASS, LEAK, RIDGE, mnist_test_labels
+
+    return {
+        "model-pasted-labels": lambda: ANSWERS_CLASS.replace("{labels}", mnist_test_labels()),
+        "model-fitted": lambda: RIDGE,
+        "model-leaks-a-file": lambda: LEAK.replace("{secret!r}", repr(str(root / "instructor-only.txt"))),
+    }[student]()
 
 
 def add_trick(nb, code):
@@ -141,11 +168,18 @@ def graded(tmp_path_factory):
             if a == "milestone_1":
                 add_trick(edit_solution(nb, *BAD_MODEL), code)
             submit(root, trickster, a, nb)
+    (root / "instructor-only.txt").write_text(SECRET)
+    (root / "instructor-only.txt").chmod(0o600)
+    for student in MODEL_TRICKS:
+        nb = solved(root, "milestone_1")
+        cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "build-model")
+        cell.source = model_trick(root, student)
+        submit(root, student, "milestone_1", nb)
     for name, text in SHADOW.items():
         (root / "submitted" / "trick-shadow-file" / "milestone_1" / name).parent.mkdir(parents=True, exist_ok=True)
         (root / "submitted" / "trick-shadow-file" / "milestone_1" / name).write_text(text)
     outcomes = autograde(root, students=["ada", "ben", "cy", "dee"])
-    outcomes += autograde(root, assignments=["milestone_1"], students=list(TRICKS))
+    outcomes += autograde(root, assignments=["milestone_1"], students=[*TRICKS, *MODEL_TRICKS])
     return root, {(o.student, o.assignment): o for o in outcomes}
 
 
@@ -219,6 +253,16 @@ def test_a_student_cell_cannot_fool_the_milestone_judge(graded, trickster):
     assert "Milestone 1 needs 85%" in judged and "Judged by the grader" in judged
 
 
+@pytest.mark.parametrize("student", MODEL_TRICKS)
+@foundation
+def test_a_dishonest_build_model_cell_scores_zero_with_the_reason_and_reads_no_file(graded, student):
+    root, outcomes = graded
+    o = outcomes[(student, "milestone_1")]
+    assert o.graded and o.max_score == 10 and o.score == 0, o
+    judged = json.dumps(notebook(root, f"autograded/{student}", "milestone_1").cells)
+    assert MODEL_TRICKS[student] in judged and SECRET not in judged
+
+
 @foundation
 def test_release_notebooks_hold_no_solution_code(graded):
     root, _ = graded
@@ -237,7 +281,7 @@ def test_the_class_summary_and_report_show_each_mark_milestone_rates_and_the_har
     text = "\n".join(summary(list(outcomes.values())))
     assert "dee              05_dense         NOT GRADED  05_dense.ipynb is not a readable notebook" in text
     grades = read_gradebook(nbgrader_api(root).coursedir.db_url)
-    assert ("milestone_1", 8, 1) in completion(grades)  # only ada reaches it
+    assert ("milestone_1", 8 + len(MODEL_TRICKS), 1) in completion(grades)  # only ada reaches it
     assert ("03_activations/test-relu-grad", 3, 4) in hardest_tests(
         grades
     )  # ben (blank), cy (the bug), dee (the crash)
