@@ -139,22 +139,3 @@ def test_a_runaway_is_stopped_with_its_reason_and_no_other_grade_changes(tmp_pat
         cell = next(c for c in notebook(root, f"autograded/{student}", a).cells if c.source == code)
         errors = [o for o in cell.outputs if o.output_type == "error"]
         assert errors and re.search(reason, str(errors[0])), (student, cell.outputs)
-
-
-def test_tito_grade_collects_an_lms_zip_export(tmp_path_factory):
-    import zipfile
-
-    root = course_copy(tmp_path_factory)
-    a = "01_tensor"
-    with open(root / "nbgrader_config.py", "a") as config:  # the file names of the export, as docs/large-class.md says
-        config.write(
-            "\nc.FileNameCollectorPlugin.named_regexp = "
-            r"r'.*_(?P<student_id>\w+)_attempt_(?P<timestamp>[0-9\-]+)_(?P<file_id>.*)'" + "\n"
-        )
-    (root / "downloaded" / a / "archive").mkdir(parents=True)
-    with zipfile.ZipFile(root / "downloaded" / a / "archive" / "export.zip", "w") as export:
-        for student, nb in [("ada", solved(root, a)), ("ben", notebook(root, "release", a))]:
-            export.writestr(f"tinytorch_{student}_attempt_2026-11-20-10-00-00_{a}.ipynb", nbformat.writes(nb))
-    _, marks = tito_grade(root, "--collect", "zip", "--assignment", a, "--no-feedback")
-    assert marks["ada"][0] == marks["ada"][1] > 0 and marks["ben"][0] == 0, marks
-    assert (root / "submitted" / "ada" / a / f"{a}.ipynb").exists()

@@ -13,14 +13,25 @@ start: creating them concurrently is what races.
 """
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
+import pwd
+import re
+import shutil
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
+
+from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.exchange.default.collect import ExchangeCollect, groupby
+from nbgrader.utils import check_mode
+from traitlets import Bool
 
 from tito.grading import Outcome
 
@@ -154,19 +165,156 @@ def dask_executor(address, workers):
 
 
 def collect(root, assignments, source):
-    """Submissions into submitted/: from the nbgrader exchange, or from an LMS zip export in
-    downloaded/<assignment>/archive/ (nbgrader zip_collect; docs/large-class.md has the file-name pattern)."""
+    """Submissions into submitted/: from the nbgrader exchange (through CheckedCollect, which
+    nbgrader_config.py names), or from an LMS zip export in downloaded/<assignment>/archive/ (nbgrader
+    zip_collect; docs/large-class.md has the file-name pattern). Returns what nbgrader warned about
+    while collecting (refused, skipped and replaced submissions), one line each."""
     from tito.release import nbgrader_api
 
     if not assignments:
         raise SystemExit("Name the assignments to collect with --assignment.")
+    notes = []
     for assignment in assignments:
         if source == "exchange":
             result = nbgrader_api(root).collect(assignment)
             if not result["success"]:
                 raise SystemExit(f"nbgrader collect {assignment} failed:\n{result.get('log', '')}")
+            notes += [f"{assignment}: {line}" for line in warnings_in(result.get("log") or "")]
         else:
-            _nbgrader(root, "zip_collect", assignment)
+            notes += [f"{assignment}: {line}" for line in warnings_in(_nbgrader(root, "zip_collect", assignment))]
+    return notes
+
+
+LOG_RECORD = re.compile(r"^\[(?:\w+ \| )?(?P<level>[A-Z]+)\] ?(?P<message>.*)$")
+
+
+def warnings_in(log):
+    """nbgrader's warnings and errors in a log, one line each (a record's continuation lines joined).
+    zip_collect names the file it is reading before it warns about it: that name is added."""
+    found, current, reading = [], None, None
+    for line in log.splitlines():
+        record = LOG_RECORD.match(line)
+        if record:
+            current = None
+            message = record["message"].strip()
+            if message.startswith("Parsing file: "):
+                reading = Path(message.removeprefix("Parsing file: ")).name
+            if record["level"] in ("WARNING", "ERROR", "CRITICAL"):
+                if reading and ("submission file" in message or "notebook name" in message):
+                    message += f" ({reading})"
+                found.append(message)
+                current = len(found) - 1
+        elif current is not None and line.strip():
+            found[current] = f"{found[current]} {line.strip()}".strip()
+    return found
+
+
+class CheckedCollect(ExchangeCollect):
+    """nbgrader's exchange collect, refusing before anything is copied every submission in inbound/
+    that another account could have made up. A submission folder is collected only when
+      - it is a real folder, and nothing inside it is a symbolic link or anything but a file or folder
+        (a link to source/ would be collected with the solutions in it: collecting follows links);
+      - everything in it belongs to the folder's owner, and that owner is the student the folder's
+        name claims (the OS user of that name), or the grader's own account: on one machine with one
+        account for everybody; as root only when `single_user` says the course runs that way.
+    A refused submission is logged as a warning ("refused ..."), and the student's latest acceptable
+    submission is collected instead."""
+
+    single_user = Bool(
+        False,
+        help="Every student submits as the same OS account (the grader's): accept submissions owned by it "
+        "for any student id, also when grading as root. Ownership then proves nothing.",
+    ).tag(config=True)
+
+    def init_src(self):
+        if self.coursedir.course_id == "":
+            self.fail("No course id specified. Re-run with --course flag.")
+        self.course_path = os.path.join(self.root, self.coursedir.course_id)
+        self.inbound_path = os.path.join(self.course_path, "inbound")
+        if not os.path.isdir(self.inbound_path):
+            self.fail(f"Course not found: {self.inbound_path}")
+        if not check_mode(self.inbound_path, read=True, execute=True):
+            self.fail(f"You don't have read permissions for the directory: {self.inbound_path}")
+        if self.single_user:
+            self.check_owner = False  # one account: nbgrader's owner check would warn for every student
+        student = self.coursedir.student_id or "*"
+        paths = glob.glob(os.path.join(self.inbound_path, f"{student}+{self.coursedir.assignment_id}+*"))
+        records = []
+        for path in sorted(paths):
+            record = self._path_to_record(path)
+            reason = self.refusal(path, record["username"])
+            if reason:
+                self.log.warning(f"refused {record['filename']}: {reason}")
+            else:
+                records.append(record)
+        with Gradebook(self.coursedir.db_url, self.coursedir.course_id) as gb:
+            try:
+                self.duedate = gb.find_assignment(self.coursedir.assignment_id).duedate
+            except MissingEntry:
+                self.duedate = None
+        self.src_records = []
+        for found in groupby(records, lambda r: r["username"]).values():
+            found = self._sort_by_timestamp(found)
+            if self.duedate is not None and self.before_duedate:
+                found = [r for r in found if r["timestamp"] <= self.duedate] or found
+            self.src_records.append(found[0])
+
+    def do_copy(self, src, dest, log=None):
+        """nbgrader's copy, from a private copy that took links as links: a file that became a link
+        after the check above is refused, not followed."""
+        if self.get_size(src) > 1000 * self.coursedir.max_dir_size:
+            return super().do_copy(src, dest, log)  # nbgrader refuses it as too big
+        with tempfile.TemporaryDirectory(prefix="tinytorch-collect-") as staging:
+            copy = os.path.join(staging, os.path.basename(src))
+            shutil.copytree(src, copy, symlinks=True)
+            links = [p for p in Path(copy).rglob("*") if p.is_symlink()]
+            if links:
+                self.log.warning(
+                    f"refused {os.path.basename(src)}: {links[0].relative_to(copy)} became a symbolic link "
+                    "while it was collected"
+                )
+                return
+            super().do_copy(copy, dest, log)
+
+    def refusal(self, path, student):
+        """Why the submission folder at path cannot be collected as student's, or None."""
+        top = os.lstat(path)
+        if stat.S_ISLNK(top.st_mode):
+            return "it is a symbolic link"
+        if not stat.S_ISDIR(top.st_mode):
+            return "it is not a folder"
+        for folder, dirs, files in os.walk(path):
+            for name in dirs + files:
+                inside = os.path.join(folder, name)
+                info = os.lstat(inside)
+                shown = os.path.relpath(inside, path)
+                if stat.S_ISLNK(info.st_mode):
+                    return f"{shown} is a symbolic link (to {os.readlink(inside)})"
+                if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+                    return f"{shown} is not a regular file"
+                if info.st_uid != top.st_uid:
+                    return f"{shown} belongs to {_user(info.st_uid)}, the submission to {_user(top.st_uid)}"
+        try:
+            if pwd.getpwnam(student).pw_uid == top.st_uid:
+                return None
+        except KeyError:  # not a user of this machine
+            pass
+        me = os.geteuid()
+        if top.st_uid == me and (me != 0 or self.single_user):
+            return None  # the grader's own account: nobody else can make its files
+        if top.st_uid == 0:
+            return (
+                f"it claims to be {student}'s but belongs to root, and the course is not single-user "
+                "(c.CheckedCollect.single_user)"
+            )
+        return f"it claims to be {student}'s but belongs to {_user(top.st_uid)}"
+
+
+def _user(uid):
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
 
 
 def generate_feedback(root, assignments):
@@ -191,6 +339,7 @@ def _nbgrader(root, *args):
     proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=root, env=env, capture_output=True, text=True)
     if proc.returncode:
         raise SystemExit(f"nbgrader {' '.join(args)} failed:\n{proc.stdout}{proc.stderr}")
+    return proc.stdout + proc.stderr
 
 
 def _job(root, student, assignment):

@@ -255,13 +255,28 @@ def cmd_grade(args):
     from tito.grading import summary
     from tito.release import nbgrader_api
     from tito.report import report
+    from tito.sandbox import ALLOW_UNSANDBOXED, grading_problem
 
     root = Path(args.course).resolve()
     if not (root / "nbgrader_config.py").exists():
         say(f"{root} has no nbgrader_config.py: run this from the course root.")
         return 1
+    if args.no_sandbox:  # the grading processes inherit it: nbgrader_config.py turns the sandbox off
+        os.environ[ALLOW_UNSANDBOXED] = "1"
+    problem = grading_problem(bool(nbgrader_api(root).config.GradingExecute.get("sandbox", False)))
+    if problem and problem[0]:
+        say(f"Not grading: {problem[1]}")
+        return 1
+    unsandboxed = [f"⚠ {problem[1]}"] if problem else []  # heads the summary and the report
+    if unsandboxed:
+        say(unsandboxed[0])
+    notes = list(unsandboxed)
     if args.collect:
-        collect(root, args.assignment or [], args.collect)
+        collected = collect(root, args.assignment or [], args.collect)
+        if collected:
+            say("Collecting:\n" + "\n".join(f"  {line}" for line in collected))
+            notes.append("While collecting, nbgrader warned (refused, skipped or replaced submissions):")
+            notes += [f"  {line}" for line in collected]
     if not (root / "submitted").is_dir():
         say(f"{root} has no submitted/ folder: collect the submissions first (--collect exchange or zip).")
         return 1
@@ -269,12 +284,12 @@ def cmd_grade(args):
         outcomes, _ = grade_class(
             root, args.workers, args.assignment or None, args.student or None, args.force, executor, log=say
         )
-    say("\n".join(summary(outcomes)))
+    say("\n".join(summary(outcomes) + notes))
     graded = sorted({o.assignment for o in outcomes if o.graded})
     if graded and not args.no_feedback:
         generate_feedback(root, graded)
     say(f"\nGrades: {export_grades(root)}")
-    say("\n" + "\n".join(report(nbgrader_api(root).coursedir.db_url, root / "reports")))
+    say("\n" + "\n".join(report(nbgrader_api(root).coursedir.db_url, root / "reports", notes=unsandboxed)))
     return 0 if all(o.graded for o in outcomes) else 1
 
 
@@ -343,6 +358,11 @@ def build_parser():
     grade.add_argument("--force", action="store_true", help="grade again what was graded and has not changed")
     grade.add_argument("--collect", choices=["exchange", "zip"], help="first collect from the exchange or an LMS zip")
     grade.add_argument("--no-feedback", action="store_true", help="do not generate feedback files")
+    grade.add_argument(
+        "--no-sandbox",
+        action="store_true",
+        help="grade without the sandbox (needed as root where bubblewrap is missing; students' code then runs as root)",
+    )
     grade.add_argument(
         "--dask",
         metavar="ADDRESS",

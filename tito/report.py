@@ -185,15 +185,17 @@ def plot_funnel(grades, path):
     return path
 
 
-def report(db_url, out_dir):
-    """The terminal report as lines; writes heatmap.png and funnel.png into out_dir."""
+def report(db_url, out_dir, notes=()):
+    """The terminal report as lines; writes heatmap.png and funnel.png into out_dir. notes: lines that
+    head the report and are saved with it in report.txt (e.g. that grading ran without the sandbox)."""
     grades = read_gradebook(db_url)
     n = len(grades.students)
     if not n or not grades.tests:
-        return ["The gradebook has no graded submissions yet."]
+        return [*notes, "The gradebook has no graded submissions yet."]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = [
+        *notes,
         f"Curriculum validation: {n} students, {len(grades.assignments)} assignments, {len(grades.tests)} tests",
         "",
         f"  {'assignment':<16} {'submitted':>10} {'complete':>10}",
@@ -217,5 +219,7 @@ def report(db_url, out_dir):
         "",
         f"Figures: {plot_heatmap(grades, out_dir / 'heatmap.png')}",
         f"         {plot_funnel(grades, out_dir / 'funnel.png')}",
+        f"This report: {out_dir / 'report.txt'}",
     ]
+    (out_dir / "report.txt").write_text("\n".join(lines) + "\n")
     return lines

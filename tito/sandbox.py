@@ -6,8 +6,14 @@ a small private /tmp. Limits (prlimit): address space, processes, file size, CPU
 kills the whole tree at the wall-clock limit. A run as root drops to an unprivileged uid inside
 (setpriv), where the process limit counts; each parallel job gets its own uid, so one student's
 fork bomb cannot use up another's.
+
+bubblewrap itself starts with an empty environment: its first process is the sandbox's pid 1, which
+the code inside can see in /proc, and as an ordinary user it could read that process's environment
+(the grader's, with TINYTORCH_DATA). Outside the sandbox nothing of this holds: grading without it is
+never silent (see grading_problem and SandboxCheck, which nbgrader_config.py puts first in autograde).
 """
 
+import functools
 import os
 import shutil
 import sys
@@ -42,7 +48,7 @@ def course_code():
 
 def available():
     """The reason the sandbox cannot run here, or None."""
-    for program in ["bwrap", "prlimit", "setpriv", "timeout"]:
+    for program in ["bwrap", "prlimit", "setpriv", "timeout", "env"]:
         if not shutil.which(program):
             return f"{program} is not installed (Debian: apt-get install bubblewrap util-linux coreutils)"
     return None
@@ -109,7 +115,8 @@ def command(argv, job, readable=(), limits=None, slot=0, env=None, workdir=None)
         drop += ["--inh-caps=-all", "--bounding-set=-all"]
     else:
         box.insert(1, "--unshare-user")
-    return ["timeout", "-s", "KILL", str(limits.wall_s), *box, *drop, *limit, *argv]
+    # env -i: bwrap's own processes (pid 1 inside) keep none of the grader's environment
+    return ["timeout", "-s", "KILL", str(limits.wall_s), "env", "-i", *box, *drop, *limit, *argv]
 
 
 def lock(job):
@@ -149,3 +156,73 @@ def kernel_manager(job, readable, limits=None, slot=0):
             return await super()._async_launch_kernel(sandboxed, **kw)
 
     return SandboxedKernelManager
+
+
+# ---------------------------------------------------------------- grading without the sandbox
+ALLOW_UNSANDBOXED = "TINYTORCH_NO_SANDBOX"  # =1: grade without the sandbox (tito grade --no-sandbox)
+
+
+def unsandboxed_allowed():
+    return os.environ.get(ALLOW_UNSANDBOXED) == "1"
+
+
+def wanted():
+    """Whether grading uses the sandbox (nbgrader_config.py's default): wherever it can run, unless
+    TINYTORCH_NO_SANDBOX=1."""
+    return available() is None and not unsandboxed_allowed()
+
+
+def grading_problem(sandbox):
+    """What is wrong with grading when GradingExecute.sandbox is `sandbox`: None (nothing), or
+    (refuse, text). Without the sandbox, student code runs with the grader's rights: as root that is
+    refused unless TINYTORCH_NO_SANDBOX=1 (tito grade --no-sandbox) allows it; otherwise a warning."""
+    reason = available()
+    if sandbox:
+        if reason is None:
+            return None
+        return True, f"the grading sandbox is configured but cannot start: {reason}."
+    why = reason or (f"{ALLOW_UNSANDBOXED}=1" if unsandboxed_allowed() else "c.GradingExecute.sandbox = False")
+    if os.geteuid() == 0 and not unsandboxed_allowed():
+        return True, (
+            f"refusing to grade as root without the grading sandbox ({why}): students' code would run as "
+            "root. Install bubblewrap, or allow unsandboxed grading explicitly with "
+            f"`tito grade --no-sandbox` ({ALLOW_UNSANDBOXED}=1 for nbgrader)."
+        )
+    return False, (
+        f"GRADED WITHOUT THE SANDBOX ({why}): students' code ran with the grader's rights: it could read "
+        "every file the grader can (the datasets with their test labels, source/ with the solutions, other "
+        "submissions, the grader's environment in /proc) and use the network."
+    )
+
+
+@functools.cache
+def _check_class():
+    from nbconvert.preprocessors import Preprocessor
+    from traitlets import Bool
+
+    class SandboxCheck(Preprocessor):
+        """The first autograde step (nbgrader_config.py): grading without the sandbox is refused as
+        root (unless allowed) and warned about in the log otherwise; grading with a sandbox that
+        cannot start is refused (every kernel would die and every test score zero)."""
+
+        enabled = Bool(True)  # nbconvert's preprocessors are off unless enabled
+
+        def preprocess(self, nb, resources):
+            problem = grading_problem(bool(self.config.GradingExecute.get("sandbox", False)))
+            if problem and problem[0]:
+                raise UnsandboxedGradingError(problem[1])
+            if problem:
+                self.log.warning("!" * 20 + " " + problem[1])
+            return nb, resources
+
+    return SandboxCheck
+
+
+class UnsandboxedGradingError(RuntimeError):
+    """Grading refused: the sandbox cannot run, or is off as root without permission."""
+
+
+def __getattr__(name):  # SandboxCheck imports nbconvert: only when nbgrader asks for it
+    if name == "SandboxCheck":
+        return _check_class()
+    raise AttributeError(name)
