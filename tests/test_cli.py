@@ -94,6 +94,33 @@ def test_milestone_on_unwritten_code_names_the_function_and_shows_where(tmp_path
     assert "Where it happened in your code" in out and "Traceback" not in out  # the student's frames only
 
 
+def _set_model_cell(workspace, source):
+    import nbformat
+
+    path = workspace / "milestone_1" / "milestone_1.ipynb"
+    nb = nbformat.read(str(path), as_version=4)
+    next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "build-model").source = source
+    nbformat.write(nb, str(path))
+
+
+def test_milestone_test_judges_the_students_own_build_model(finished_student):
+    # a model the grader fails (7 classes): the default model would pass, so tito must not use it
+    _set_model_cell(finished_student, "def build_model():\n    return MLP([784, 32, 7])\n")
+    code, out = tito(finished_student, "milestone", "test", "1")
+    assert code == 1 and "Milestone 1 not achieved yet" in out and "ACHIEVED" not in out, out
+    assert "the build_model cell of milestone_1/milestone_1.ipynb" in out, out
+    assert "1" not in json.loads((finished_student / ".tito" / "progress.json").read_text())["milestones"]
+
+
+def test_an_unwritten_build_model_is_judged_with_the_default_model_and_not_recorded(finished_student):
+    shutil.copy(REPO / "release" / "milestone_1" / "milestone_1.ipynb", finished_student / "milestone_1")
+    code, out = tito(finished_student, "milestone", "test", "1")
+    assert code == 1 and "is not written yet" in out and "default model" in out, out
+    assert "the milestone is not achieved yet" in out and "a missing or unwritten one scores 0" in out, out
+    assert "ACHIEVED" not in out, out
+    assert "1" not in json.loads((finished_student / ".tito" / "progress.json").read_text())["milestones"]
+
+
 def test_the_reference_is_called_the_reference(tmp_path):
     code, out = tito(REPO, "milestone", "test", "1")
     assert code == 0 and "Trained with the reference solutions." in out and "Your 5 modules" not in out, out

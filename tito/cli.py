@@ -129,20 +129,71 @@ def _student_package(m, workspace):
     return package
 
 
+def _model_cell(m, workspace):
+    """(source, None): the build_model cell of the student's milestone notebook, as the grader reads it
+    (the cell with the grade id milestone.yml names); (None, why) when it is missing or not written yet."""
+    import ast
+
+    from tito.export import NotebookError, read_notebook
+
+    cell_id = _judge_module(m).CONFIG["notebook"]["model_cell"]
+    path = notebook_path(workspace, m.assignment)
+    where = f"{m.assignment}/{path.name}"
+    if not path.exists():
+        return None, f"there is no {where} in {workspace}"
+    try:
+        cells = [c for c in read_notebook(path).cells if c.metadata.get("nbgrader", {}).get("grade_id") == cell_id]
+    except NotebookError as err:
+        return None, str(err)
+    if not cells:
+        return None, f"{where} has no build_model cell (grade id {cell_id!r})"
+    source = cells[0].source
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return source, None  # the student's own cell: the judge names the error, as the grader will
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == "build_model":
+            body = [s for s in node.body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))]
+            if len(body) == 1 and isinstance(body[0], ast.Raise) and "NotImplementedError" in ast.unparse(body[0]):
+                return None, f"the build_model cell of {where} is not written yet (it raises NotImplementedError)"
+    return source, None
+
+
 def _run_milestone(m, workspace, progress):
-    from milestones.judge import MilestoneFailure
+    from milestones.judge import MilestoneFailure, judge
     from tito.datasets import DatasetError
 
     judge_module = _judge_module(m)
     who = "the reference solutions" if is_reference(workspace) else "your tinytorch"
+    model_source, no_model = _model_cell(m, workspace)
     say(f"Milestone {m.number}: {m.name} — {m.threshold}, trained with {who} in a fresh process.")
+    default = judge_module.CONFIG["model"]["default"]
+    if no_model:
+        say(
+            f"Note: {no_model}, so this checks your modules with the milestone's default model ({default}).\n"
+            f"The grader judges your notebook's build_model cell, and a missing or unwritten one scores 0 there, "
+            "so a pass here is not recorded as achieved."
+        )
+    else:
+        say(f"Model: the build_model cell of {m.assignment}/{m.assignment}.ipynb, as the grader judges it.")
+
+    def log(text):  # the judge's ACHIEVED banner would say what the grader will not
+        say("(the default model passed the judge)" if no_model and "ACHIEVED" in text else text)
+
     try:
-        result = judge_module.judge_package(_student_package(m, workspace), who=who, log=say)
+        result = judge(judge_module, _student_package(m, workspace), model_source, log=log, who=who)
     except DatasetError as err:  # nothing to do with the student's code
         say(f"\n✗ Milestone {m.number} could not run: its dataset is not available.\n  {err}")
         return 1
     except MilestoneFailure as err:  # the student's code failed or fell short: say where and why
         say(f"\n✗ Milestone {m.number} not achieved yet.\n{err}")
+        return 1
+    if no_model:
+        say(
+            f"\nYour modules pass Milestone {m.number} with the default model ({result.accuracy:.2%}), but the "
+            f"milestone is not achieved yet: {no_model}. Write build_model there and run this again."
+        )
         return 1
     progress.achieve(m.number, round(float(result.accuracy), 4), round(result.train_seconds, 1))
     return 0
