@@ -31,11 +31,12 @@ def _error_of(cell, timeout):
 def withhold_flagged_cells(nb):
     """A solution cell that reaches into the testing machinery (tito.integrity) is not run by the
     grader: here it raises instead, so the student sees before submitting which tests it costs."""
-    from tito.integrity import scan
+    from tito.integrity import course_libraries, scan
 
+    libraries = course_libraries(nb)
     for cell in nb.cells:
         if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("solution"):
-            findings = scan(cell.source)
+            findings = scan(cell.source, libraries)
             if findings:
                 reason = "; ".join(map(str, findings))
                 cell.source = f"raise RuntimeError({('not run by the grader: ' + reason)!r})"

@@ -1,6 +1,5 @@
 """Instructor side: autograde every submission and summarise where the class struggles."""
 
-import ast
 import copy
 import logging
 import os
@@ -110,18 +109,14 @@ class GradingExecute(Execute):
 
     def _as_the_course_wrote_it(self, nb, instructor):
         """nb's cells become the instructor's, with the student's solution cells (see the class)."""
-        from tito.integrity import library_names, scan
+        from tito.integrity import course_libraries, scan
 
         def grade_id(cell):
             return cell.metadata.get("nbgrader", {}).get("grade_id")
 
         theirs = {grade_id(c): c for c in nb.cells if grade_id(c)}
         ours_ids = ({grade_id(c) for c in instructor.cells} | {c.get("id") for c in instructor.cells}) - {None}
-        code = "\n".join(c.source for c in instructor.cells if c.cell_type == "code" and not _is_solution(c))
-        try:
-            libraries = library_names(ast.parse(_without_magics(code)))
-        except SyntaxError:
-            libraries = set()
+        libraries = course_libraries(instructor)
         cells, after = [], {}  # after: the student's own cells, keyed by the course cell they follow
         previous = None
         for cell in nb.cells:
@@ -307,10 +302,6 @@ class GradingExecute(Execute):
 
 def _is_solution(cell):
     return bool(cell.metadata.get("nbgrader", {}).get("solution"))
-
-
-def _without_magics(code):
-    return "\n".join(line for line in code.splitlines() if not line.lstrip().startswith(("%", "!")))
 
 
 def _error_output(ename, message):

@@ -143,15 +143,62 @@ def library_names(tree, known=()):
     return names
 
 
+def course_libraries(nb):
+    """The library names the course's own cells of a notebook bind (np, math, as_strided, assert_close...):
+    a solution cell may use them but not change or rebind them."""
+    code = "\n".join(
+        _without_magics(c.source)
+        for c in nb.cells
+        if c.cell_type == "code" and not c.metadata.get("nbgrader", {}).get("solution")
+    )
+    try:
+        return library_names(ast.parse(code), ("np", "numpy", "math"))
+    except SyntaxError:
+        return {"np", "numpy", "math"}
+
+
+def _without_magics(source):
+    return "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
+
+
+def _module_level(tree):
+    """The nodes that run at the cell's top level (not inside a function or class body)."""
+    todo = list(tree.body)
+    while todo:
+        node = todo.pop()
+        yield node
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            todo += list(ast.iter_child_nodes(node))
+
+
+def _bound_names(node):
+    """Names a statement binds in the namespace it runs in."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return [node.name]
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return [a.asname or a.name.split(".")[0] for a in node.names]
+    if isinstance(node, ast.Global):
+        return list(node.names)
+    if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+        return [node.id]
+    return []
+
+
 def scan(source, known_libraries=("np", "numpy", "math")):
     """Findings in one solution cell's source (a cell that does not parse has none: it fails on its own)."""
-    body = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
     try:
-        tree = ast.parse(body)
+        tree = ast.parse(_without_magics(source))
     except SyntaxError:
         return []
     libraries = library_names(tree, known_libraries)
     found = []
+    for node in _module_level(tree):  # `np = fake` would change what a test cell's `np` means
+        for name in _bound_names(node):
+            if name in known_libraries and not (isinstance(node, ast.Import) and _imports_itself(node, name)):
+                found.append(Finding(node.lineno, ast.unparse(node).split("\n")[0][:80], f"rebinds {name}"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Global) and set(node.names) & set(known_libraries):
+            found.append(Finding(node.lineno, ast.unparse(node), "rebinds a library's name"))
 
     def flag(node, why):
         found.append(Finding(node.lineno, ast.unparse(node).split("\n")[0][:80], why))
@@ -193,6 +240,11 @@ def scan(source, known_libraries=("np", "numpy", "math")):
             if name in MUTATORS and any(_root(a) in libraries for a in node.args):
                 flag(node, f"{name} on a library object")
     return sorted(found, key=lambda f: f.line)
+
+
+def _imports_itself(node, name):
+    """`import numpy as np` binds np to numpy again: no change."""
+    return any((a.asname or a.name) == name and a.name == {"np": "numpy"}.get(name, name) for a in node.names)
 
 
 # -------------------------------------------------------------------------------- runtime guard
