@@ -214,3 +214,21 @@ def test_in_the_sandbox_the_graders_environment_is_out_of_sight(tmp_path, monkey
     tmp_path.chmod(0o777)
     proc = subprocess.run(command([sys.executable, "-c", probe], tmp_path), capture_output=True, text=True)
     assert proc.stdout.split() == ["[1,", "2]", "False", "2" if not ROOT else "1"], proc.stdout + proc.stderr
+
+
+def test_nbgraders_collect_warnings_reach_the_instructor_one_line_each():
+    from tito.class_grading import warnings_in
+
+    log = (
+        "[ZipCollectApp | WARNING] Directory not found. Creating: /course/submitted/ann\n"
+        "[ZipCollectApp | INFO] Parsing file: /course/downloaded/x/tinytorch_ben_attempt_2_01_tensor.ipynb\n"
+        "[ZipCollectApp | WARNING] Skipped submission file with older timestamp\n"
+        "[WARNING] \n/inbound/ann+01_tensor+t claims to be submitted by ann but is owned by bob; cheating attempt?\n"
+        "you may disable this warning by unsetting the option CollectApp.check_owner\n"
+        "[INFO] Collecting submission: ann 01_tensor\n"
+    )
+    assert warnings_in(log) == [
+        "Skipped submission file with older timestamp (tinytorch_ben_attempt_2_01_tensor.ipynb)",
+        "/inbound/ann+01_tensor+t claims to be submitted by ann but is owned by bob; cheating attempt? "
+        "you may disable this warning by unsetting the option CollectApp.check_owner",
+    ]

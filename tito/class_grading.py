@@ -185,6 +185,7 @@ def collect(root, assignments, source):
     return notes
 
 
+QUIET = ("Directory not found. Creating",)  # zip_collect making its own folders: nothing to act on
 LOG_RECORD = re.compile(r"^\[(?:\w+ \| )?(?P<level>[A-Z]+)\] ?(?P<message>.*)$")
 
 
@@ -199,7 +200,7 @@ def warnings_in(log):
             message = record["message"].strip()
             if message.startswith("Parsing file: "):
                 reading = Path(message.removeprefix("Parsing file: ")).name
-            if record["level"] in ("WARNING", "ERROR", "CRITICAL"):
+            if record["level"] in ("WARNING", "ERROR", "CRITICAL") and not message.startswith(QUIET):
                 if reading and ("submission file" in message or "notebook name" in message):
                     message += f" ({reading})"
                 found.append(message)
