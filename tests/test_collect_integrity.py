@@ -41,6 +41,7 @@ def test_the_documented_zip_pattern_reads_the_lms_id_not_one_in_the_students_fil
     assert found["student_id"] == "mallory" and found["file_id"].startswith("x_ada_attempt_")
 
 
+@pytest.mark.slow
 def test_tito_grade_zip_collect_keeps_each_student_their_own_and_reports_what_it_skipped(tmp_path_factory):
     root = course_copy(tmp_path_factory)
     with open(root / "nbgrader_config.py", "a") as config:
@@ -87,6 +88,7 @@ def single_user(root):
         config.write("\nc.CheckedCollect.single_user = True\n")
 
 
+@pytest.mark.slow
 def test_tito_grade_refuses_an_exchange_submission_that_links_to_the_solutions(tmp_path_factory):
     root = course_copy(tmp_path_factory)
     single_user(root)  # one OS account submits for everybody: only the link is wrong here
@@ -134,6 +136,7 @@ def no_bubblewrap(tmp_path):
     return {**os.environ, "PATH": f"{Path(sys.executable).parent}:{hidden}", "PYTHONPATH": str(REPO)}
 
 
+@pytest.mark.slow
 def test_without_bubblewrap_grading_refuses_as_root_and_says_so_otherwise(tmp_path_factory, no_bubblewrap):
     from tito.release import register_assignments
 
