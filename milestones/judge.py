@@ -27,7 +27,8 @@ A milestone's own file (e.g. foundation/test_lenet_milestone.py) supplies what i
                                              answers stay in the grader
     train_model(tinytorch, build_model, inputs, recipe, log) -> (model, outputs, report)
                                              student side: the trained model, a few small arrays
-                                             of checks (lists of numbers), the report for the banner
+                                             of checks (lists of numbers; the grader takes only
+                                             those named in STUDENT_OUTPUTS), the report
     evaluate(tinytorch, model, evaluation, recipe, trained) -> dict of arrays
                                              evaluation side (reference tinytorch, eval mode)
     untrained_failure(fresh, answers) -> str or None
@@ -325,7 +326,9 @@ def _student_main(work):
             raise MilestoneFailure("the trained model is not a model that build_model() returned.")
         from milestones.model_spec import combine
 
-        models, arrays, blob = combine({"fresh": fresh, "trained": _described(tinytorch, model, None)})
+        models, arrays, blob = combine(
+            {"fresh": fresh, "trained": _described(tinytorch, model, recipe.get("max_numbers"))}
+        )
         report["peak_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         (work / ARRAYS).write_bytes(blob)
         result = {"models": models, "arrays": arrays, "outputs": outputs, "report": report}
@@ -580,10 +583,12 @@ def evaluate_models(milestone, reference, result, evaluation, recipe):
         return outputs
 
 
-def _outputs(result):
-    """The student process's small outputs (lists of numbers) as arrays."""
+def _outputs(milestone, result):
+    """The student process's small outputs (lists of numbers) as arrays: only those the milestone
+    takes from it (STUDENT_OUTPUTS, e.g. the ids its tokenizer gives), never one the evaluation makes."""
     out = {}
-    for name, value in result.outputs.items():
+    for name in getattr(milestone, "STUDENT_OUTPUTS", ()):
+        value = result.outputs.get(name)
         try:
             array = np.asarray(value)
         except (ValueError, TypeError):
@@ -631,7 +636,7 @@ def judge(
             f"build_model must return an untrained model: {untrained} The judge trains the model itself, with "
             "your modules; build_model only builds it."
         )
-    scored = milestone.score({**_outputs(result), **evaluated["trained"]}, answers)
+    scored = milestone.score({**_outputs(milestone, result), **evaluated["trained"]}, answers)
     details = dict(scored) if isinstance(scored, dict) else {"measure": scored}
     accuracy = details.pop("measure")
     failures = details.pop("failures", None)

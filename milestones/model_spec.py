@@ -9,8 +9,8 @@ the student process describes the model (twice: as build_model returned it, and 
   the instance, is refused with the reason;
 - its attributes: numbers, strings, booleans, None, lists / tuples / dicts of them, tensors and
   arrays (parameters and buffers such as batch norm's running statistics, as raw arrays), and
-  further objects. Anything else (a random generator, a function) is left out: the course's code
-  never needs it.
+  further objects. Anything else (a random generator, a function, a tensor a forward pass computed
+  and a layer kept) is left out: the course's code never needs it.
 
 The description is JSON (`describe`) plus one blob of array bytes. On the grader's side, `rebuild`
 makes the same objects from the *reference* tinytorch's classes, looked up by (module, name), with
@@ -53,6 +53,7 @@ class _Describer:
     def __init__(self, tinytorch):
         self.tensor_type = getattr(tinytorch, "Tensor", None)
         self.module_type = getattr(tinytorch, "Module", None)
+        self.parameter_type = getattr(tinytorch, "Parameter", None)
         self.arrays, self.blobs, self.offset, self.numbers = [], [], 0, 0
         self.memo, self.nodes = {}, 0
 
@@ -97,6 +98,9 @@ class _Describer:
         named = _tinytorch_class(cls)
         is_module = self.module_type is not None and isinstance(value, self.module_type)
         if self.tensor_type is not None and isinstance(value, self.tensor_type):
+            computed = getattr(value, "_parents", None)
+            if not isinstance(value, self.parameter_type or ()) and isinstance(computed, tuple) and computed:
+                return {"kind": "skipped", "type": "a tensor computed by a forward pass (a cache)"}
             if named is None:
                 raise ModelRefused(_not_tinytorch(cls, path, "tensor"))
             self.memo[id(value)] = len(self.memo)

@@ -108,4 +108,7 @@ def test_the_student_side_refuses_classes_of_the_cell_and_patched_methods(refere
         describe(lambda x: x, tt)
     kept = tt.Sequential(tt.Linear(3, 2))
     kept.rng, kept.hook = np.random.default_rng(0), print  # left out: the course's layers never need them
-    assert set(describe(kept, tt)[0]["root"]["attrs"]) == {"layers", "rng"}
+    kept.cache = kept(tt.Tensor(np.ones((64, 3), np.float32)))  # an activation kept by a forward pass
+    described = describe(kept, tt)[0]
+    assert set(described["root"]["attrs"]) == {"layers", "rng", "cache"} and described["numbers"] == 8
+    assert described["root"]["attrs"]["cache"]["kind"] == described["root"]["attrs"]["rng"]["kind"] == "skipped"

@@ -269,3 +269,10 @@ def test_a_failure_file_turned_into_a_link_fifo_or_giant_is_not_read(reference_t
         with pytest.raises(MilestoneFailure, match=why) as err:
             m1.judge_package(package(reference_tinytorch), source, log=quiet)
         assert "INSTRUCTOR" not in str(err.value) and time.perf_counter() - start < 60
+
+
+def test_without_the_course_s_source_the_judged_package_evaluates_itself(tmp_path, monkeypatch):
+    import tito.course
+
+    monkeypatch.setattr(tito.course, "REPO", tmp_path)  # a student's machine: no source/ folder
+    assert reference_package(["01_tensor"], tmp_path / "tinytorch") == tmp_path / "tinytorch"

@@ -41,6 +41,7 @@ from tito.checks import to_numpy
 CONFIG = yaml.safe_load(Path(__file__).with_name("milestone.yml").read_text())
 THRESHOLD = CONFIG["threshold"]  # share of samples that ast.parse reads as one complete function
 LIMITS = CONFIG["limits"]
+STUDENT_OUTPUTS = ["tokenizer_probe"]  # the only output of the student process the grader takes
 STOP = "\n\n"  # a blank line ends a function in the corpus
 UNKNOWN = "\x00"
 PROBE = "def f(x):\n    return x  # tokenizer probe: \u00e9\u4e2d\t\x00 ~ end"  # includes unknown characters
