@@ -170,11 +170,13 @@ def graded(tmp_path_factory):
             submit(root, trickster, a, nb)
     (root / "instructor-only.txt").write_text(SECRET)
     (root / "instructor-only.txt").chmod(0o600)
-    for student in MODEL_TRICKS:
-        nb = solved(root, "milestone_1")
-        cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "build-model")
-        cell.source = model_trick(root, student)
-        submit(root, student, "milestone_1", nb)
+    for student in MODEL_TRICKS:  # honest modules, a dishonest build_model cell
+        for a in ASSIGNMENTS:
+            nb = solved(root, a)
+            if a == "milestone_1":
+                cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "build-model")
+                cell.source = model_trick(root, student)
+            submit(root, student, a, nb)
     for name, text in SHADOW.items():
         (root / "submitted" / "trick-shadow-file" / "milestone_1" / name).parent.mkdir(parents=True, exist_ok=True)
         (root / "submitted" / "trick-shadow-file" / "milestone_1" / name).write_text(text)
