@@ -1,4 +1,5 @@
-"""A module's points are decided where a student's own cells cannot reach: graded with nbgrader for real.
+"""A module's points are decided where a student's own cells cannot reach: graded for real, with
+`tito grade` as an instructor runs it (the sandbox on where bubblewrap is installed; CI installs it).
 
 Each trickster submits the untouched release (or the reference solutions with one bug) plus one
 trick that used to buy full marks; "ada" submits the reference solutions and must keep full marks.
@@ -9,6 +10,7 @@ import json
 import nbformat
 import pytest
 from test_autograde import RELU_GRADIENT, course_copy, edit_solution, notebook, solved, submit
+from test_class_grading import tito_grade
 
 SWALLOW_ERRORS = """\
 import ast
@@ -62,7 +64,10 @@ def append_to_solution(nb, grade_id, code):
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    from tito.grading import autograde
+    from nbgrader.api import Gradebook
+
+    from tito.grading import Outcome
+    from tito.release import nbgrader_api
 
     root = course_copy(tmp_path_factory)
     release = {a: notebook(root, "release", a) for a in ["01_tensor", "03_activations"]}
@@ -93,8 +98,13 @@ def graded(tmp_path_factory):
     edit_solution(submissions[("edit-course-cell", "03_activations")], *RELU_GRADIENT)
     for (student, assignment), nb in submissions.items():
         submit(root, student, assignment, nb)
-    outcomes = autograde(root, students=sorted({s for s, _ in submissions}))
-    return root, {(o.student, o.assignment): o for o in outcomes}
+    proc, _ = tito_grade(root, "--no-feedback")
+    with Gradebook(nbgrader_api(root).coursedir.db_url) as gb:
+        outcomes = {}
+        for student, assignment in submissions:
+            s = gb.find_submission(assignment, student)
+            outcomes[student, assignment] = Outcome(student, assignment, True, s.score, s.max_score)
+    return root, outcomes, proc.stdout
 
 
 def lost_tests(root, student, assignment):
@@ -104,14 +114,14 @@ def lost_tests(root, student, assignment):
 
 
 def test_reference_solutions_keep_full_marks(graded):
-    _, outcomes = graded
+    _, outcomes, _ = graded
     o = outcomes[("ada", "03_activations")]
     assert o.graded and o.score == o.max_score > 0, o
 
 
 @pytest.mark.parametrize("student", ["ast-hook", "line-hook"])
 def test_an_ipython_hook_in_an_added_cell_buys_nothing(graded, student):
-    root, outcomes = graded
+    root, outcomes, _ = graded
     for (who, assignment), o in outcomes.items():
         if who == student:
             assert o.graded and o.score == 0, o
@@ -121,7 +131,7 @@ def test_an_ipython_hook_in_an_added_cell_buys_nothing(graded, student):
 
 @pytest.mark.parametrize("student", ["patch-cell", "edit-course-cell"])
 def test_checkers_patched_outside_the_solution_cells_change_nothing(graded, student):
-    root, _ = graded
+    root, _, _ = graded
     assert lost_tests(root, "cy", "03_activations")  # the bug alone, no trick
     assert lost_tests(root, student, "03_activations") == lost_tests(root, "cy", "03_activations")
 
@@ -130,7 +140,7 @@ def test_checkers_patched_outside_the_solution_cells_change_nothing(graded, stud
     "student,reason", [("patch-solution", "imports tito"), ("patch-hidden", "changed numpy.allclose")]
 )
 def test_checkers_patched_inside_a_solution_cell_are_flagged_and_buy_nothing(graded, student, reason):
-    root, outcomes = graded
+    root, outcomes, _ = graded
     o = outcomes[(student, "03_activations")]
     lost = lost_tests(root, student, "03_activations")
     assert "test-relu-grad" in lost, lost
@@ -141,8 +151,15 @@ def test_checkers_patched_inside_a_solution_cell_are_flagged_and_buy_nothing(gra
 
 
 def test_a_grading_kernel_sees_no_instructor_notebook(graded):
-    root, outcomes = graded
+    root, outcomes, _ = graded
     text = json.dumps(notebook(root, "autograded/leak", "03_activations").cells)
     assert "cannot read it: [Errno 2] No such file" in text and "nbformat" not in text
     o = outcomes[("leak", "03_activations")]
     assert o.score == o.max_score, o
+
+
+def test_tito_grade_lists_the_flagged_submissions_for_the_instructor(graded):
+    _, _, printed = graded
+    flagged = printed.split("⚑ Flagged for review")[1]
+    assert "patch-solution" in flagged and "patch-hidden" in flagged and "relu-backward" in flagged
+    assert "ada " not in flagged and "cy " not in flagged

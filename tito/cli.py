@@ -303,7 +303,7 @@ def cmd_milestone_demo(args):
 def cmd_grade(args):
     """Collect, autograde in parallel, feedback, grades CSV and the curriculum report, for a class."""
     from tito.class_grading import collect, dask_executor, export_grades, generate_feedback, grade_class
-    from tito.grading import summary
+    from tito.grading import integrity_flags, summary
     from tito.release import nbgrader_api
     from tito.report import report
     from tito.sandbox import ALLOW_UNSANDBOXED, grading_problem
@@ -335,12 +335,13 @@ def cmd_grade(args):
         outcomes, _ = grade_class(
             root, args.workers, args.assignment or None, args.student or None, args.force, executor, log=say
         )
-    say("\n".join(summary(outcomes) + notes))
+    flagged = integrity_flags(root, outcomes)
+    say("\n".join(summary(outcomes) + notes + flagged))
     graded = sorted({o.assignment for o in outcomes if o.graded})
     if graded and not args.no_feedback:
         generate_feedback(root, graded)
     say(f"\nGrades: {export_grades(root)}")
-    say("\n" + "\n".join(report(nbgrader_api(root).coursedir.db_url, root / "reports", notes=unsandboxed)))
+    say("\n" + "\n".join(report(nbgrader_api(root).coursedir.db_url, root / "reports", notes=unsandboxed + flagged)))
     return 0 if all(o.graded for o in outcomes) else 1
 
 

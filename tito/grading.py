@@ -333,7 +333,7 @@ def _why_it_failed(submission, log):
             read_notebook(nb)
         except NotebookError as err:
             return str(err)
-    errors = re.findall(r"^\s*(?:\[\w+\] )?(\w*(?:Error|Exception)\b.*|No \w+ .*exists.*)$", log, flags=re.M)
+    errors = re.findall(r"^\s*(?:\[\w+\] )?([\w.]*(?:Error|Exception)\b.*|No \w+ .*exists.*)$", log, flags=re.M)
     return errors[-1].strip() if errors else "nbgrader could not autograde it"
 
 
@@ -377,6 +377,29 @@ def autograde(root, assignments=None, students=None, register=True):
                 s = gb.find_submission(o.assignment, o.student)
                 o.score, o.max_score = s.score, s.max_score
     return outcomes
+
+
+def integrity_flags(root, outcomes):
+    """Lines naming every graded submission whose notebook the grader flagged (tito.integrity): the
+    cell and what it reached for. Read from the autograded notebooks, which only the grader writes."""
+    coursedir = nbgrader_api(root).coursedir
+    lines = []
+    for o in outcomes:
+        if not o.graded:
+            continue
+        folder = Path(coursedir.format_path(coursedir.autograded_directory, o.student, o.assignment))
+        for path in sorted(folder.glob("*.ipynb")):
+            try:
+                flags = read_notebook(path).metadata.get("tito", {}).get("integrity", [])
+            except NotebookError:
+                continue
+            for flag in flags:
+                lines.append(f"  {o.student:<16} {o.assignment:<16} cell {flag['cell']}: {'; '.join(flag['findings'])}")
+    if lines:
+        lines.insert(
+            0, "⚑ Flagged for review: code that reaches into the testing machinery (not run, its tests scored 0):"
+        )
+    return lines
 
 
 def summary(outcomes):
