@@ -513,16 +513,19 @@ def run_student_process(milestone, package, model_source, recipe, inputs, log=pr
 _REFERENCES = {}
 
 
-def reference_package(requires, judged):
-    """The package whose layers judge the trained weights: the course's reference solutions (source/,
-    exported once per process by the course's exporter) when they are here, else `judged` itself
-    (a student's own machine, where a student can only fool themselves)."""
+def reference_package(requires, judged, source=None):
+    """The package whose layers judge the trained weights: the course's reference solutions (the
+    notebooks in `source`, by default the course's source/, exported once per process by the course's
+    exporter) when they are there; without them `judged` itself (a student's own machine, where a
+    student can only fool themselves), unless `source` was named."""
     from tito.course import REPO
 
-    source = REPO / "source"
-    notebooks = [source / m / f"{m}.ipynb" for m in requires]
+    notebooks = [Path(source or REPO / "source") / m / f"{m}.ipynb" for m in requires]
     if not all(p.is_file() for p in notebooks):
+        if source is not None:  # named on purpose (a grader): never fall back to the judged package
+            raise RuntimeError(f"the reference notebooks are not in {source}: {', '.join(requires)} needed.")
         return Path(judged)
+    source = notebooks[0].parent.parent
     key = (tuple(requires), tuple(p.stat().st_mtime_ns for p in notebooks))
     if key not in _REFERENCES:
         from tito.notebook import build_tinytorch
@@ -613,8 +616,9 @@ def judge(
     reference tinytorch, score it here, require the threshold.
 
     model_source is the text of a cell defining build_model() (default: the milestone's default
-    model); reference is the folder of the tinytorch whose layers evaluate the weights (default:
-    reference_package(): the course's source/ solutions, or `package` where there is no source/);
+    model); reference names the tinytorch whose layers evaluate the weights: a package folder (named
+    tinytorch), or a folder of reference notebooks to export it from (an nbgrader course's source/);
+    default: reference_package(), the course's source/ solutions, or `package` where there is none;
     recipe_changes override entries of the milestone's recipe (tests use this, e.g. lr=0).
     Returns a Result; raises MilestoneFailure (an AssertionError) with the reason otherwise.
     """
@@ -627,8 +631,8 @@ def judge(
     result = run_student_process(
         milestone, package, model_source or config["model"]["default_source"], recipe, inputs, log, sandbox
     )
-    if reference is None:
-        reference = reference_package(course_milestone(config["number"]).requires, package)
+    if reference is None or not (Path(reference) / "__init__.py").is_file():
+        reference = reference_package(course_milestone(config["number"]).requires, package, reference)
     evaluated = evaluate_models(milestone, reference, result, evaluation, recipe)
     untrained = milestone.untrained_failure(evaluated["fresh"], answers)
     if untrained:

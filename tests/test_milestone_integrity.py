@@ -276,3 +276,13 @@ def test_without_the_course_s_source_the_judged_package_evaluates_itself(tmp_pat
 
     monkeypatch.setattr(tito.course, "REPO", tmp_path)  # a student's machine: no source/ folder
     assert reference_package(["01_tensor"], tmp_path / "tinytorch") == tmp_path / "tinytorch"
+
+
+def test_the_reference_can_be_a_course_s_notebooks_or_a_package(reference_tinytorch, tmp_path):
+    from tito.course import REPO
+
+    requires = ["01_tensor", "02_autograd"]
+    exported = reference_package(requires, tmp_path / "tinytorch", REPO / "source")
+    assert (exported / "autograd.py").is_file() and exported == reference_package(requires, None)
+    with pytest.raises(RuntimeError, match="the reference notebooks are not in"):
+        reference_package(requires, tmp_path / "tinytorch", tmp_path)  # named, but empty: never the judged one
