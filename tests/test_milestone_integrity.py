@@ -137,7 +137,8 @@ def test_a_forward_replaced_on_the_instance_is_refused(reference_tinytorch):
 
 def test_a_model_fitted_inside_build_model_fails_as_not_untrained(reference_tinytorch):
     with pytest.raises(
-        MilestoneFailure, match=r"build_model must return an untrained model: .* already gets 8\d\.\d\d%"
+        MilestoneFailure,
+        match=r"build_model must return an untrained model: .* already gets [5-9]\d\.\d\d% of 2,000 test images",
     ):
         m1.judge_package(package(reference_tinytorch), RIDGE, log=quiet)
 
