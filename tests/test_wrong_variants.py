@@ -7,7 +7,8 @@ Each file in wrong_variants/ is named after a module and lists bugs a student co
       new: "x.data < 0"                # ... and what the student wrote instead
       fails: [test-relu, test-relu-grad]   # exactly the test cells that must fail
 The module notebook from source/ (hidden tests included) runs with the reference solutions of the
-earlier modules beside it, as `tito module complete` and the grader run it.
+earlier modules beside it, as `tito module complete` and the grader run it; all variants of one module
+run in one kernel, reset between them (a kernel start per variant was most of this file's time).
 """
 
 import shutil
@@ -47,19 +48,43 @@ def test_every_module_with_notebooks_has_at_least_three_variants():
     assert all(n >= 3 for n in counts.values()), counts
 
 
+@pytest.fixture(scope="session")
+def module_runs(tmp_path_factory):
+    """module -> {variant name: (results, first error)}. All variants of a module run one after another
+    in one kernel (tito.checking.run_versions resets it between them), with the reference solutions of
+    the earlier modules beside the notebook, as `tito module complete` and the grader run it."""
+    from tito.checking import run_versions
+
+    cache = {}
+
+    def run(module):
+        if module not in cache:
+            folder = tmp_path_factory.mktemp(module)
+            for m in [*prerequisites(module), module]:
+                shutil.copytree(REPO / "source" / m, folder / m)
+            versions, names = [], []
+            for variant in yaml.safe_load((VARIANTS / f"{module}.yml").read_text()):
+                nb = nbformat.read(str(notebook_path(folder, module)), as_version=4)
+                apply_variant(nb, variant)
+                versions.append(nb)
+                names.append(variant["name"])
+            cache[module] = dict(zip(names, run_versions(folder / module, versions, through_last_test=True)))
+        return cache[module]
+
+    return run
+
+
+def grouped_variants():
+    """Each module's variants on one xdist worker, which runs them all in one kernel."""
+    for param in variants():
+        module, variant = param.values
+        yield pytest.param(module, variant, id=param.id, marks=pytest.mark.xdist_group(f"variants-{module}"))
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("module,variant", list(variants()))
-def test_wrong_variant_loses_exactly_the_points_of_the_tests_that_cover_it(module, variant, tmp_path):
-    from tito.checking import run_checks
-
-    for m in [*prerequisites(module), module]:
-        shutil.copytree(REPO / "source" / m, tmp_path / m)
-    path = notebook_path(tmp_path, module)
-    nb = nbformat.read(str(path), as_version=4)
-    apply_variant(nb, variant)
-    nbformat.write(nb, str(path))
-
-    results, _ = run_checks(path)
+@pytest.mark.parametrize("module,variant", list(grouped_variants()))
+def test_wrong_variant_loses_exactly_the_points_of_the_tests_that_cover_it(module, variant, module_runs):
+    results, _ = module_runs(module)[variant["name"]]
     failed = sorted(r.grade_id for r in results if not r.passed)
     assert failed == sorted(variant["fails"]), (
         f"{variant['name']}: expected exactly {sorted(variant['fails'])} to fail, got {failed}\n"

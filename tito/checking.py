@@ -4,6 +4,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbclient
+import nbformat
+from jupyter_core.utils import run_sync
+from nbclient.exceptions import DeadKernelError
 
 from tito.course import KERNEL_ARGUMENTS, cell_timeout
 from tito.export import read_notebook
@@ -46,18 +49,60 @@ def run_checks(notebook):
     """Execute the notebook in its own folder, with the grader's time limits; return a CellResult per
     test cell, and the first error outside the test cells (the setup cell, say)."""
     notebook = Path(notebook)
-    nb = read_notebook(notebook)
-    withhold_flagged_cells(nb)
+    return next(run_versions(notebook.parent, [read_notebook(notebook)]))
+
+
+def run_versions(folder, notebooks, through_last_test=False):
+    """run_checks for several versions of one notebook (a list of NotebookNodes, e.g. wrong solutions),
+    one after another in one kernel working in folder: the namespace is reset and the notebook's setup
+    cell imports a fresh tinytorch for each, so a version sees nothing of the one before. A kernel that
+    dies is started again for the next version. through_last_test: stop after the last test cell (the
+    "try it" cells after it decide no test). Yields (results, first error) per version."""
     client = nbclient.NotebookClient(
-        nb,
+        nbformat.v4.new_notebook(),
         timeout_func=cell_timeout,
         allow_errors=True,
         interrupt_on_timeout=True,
         kernel_name="python3",
         extra_arguments=KERNEL_ARGUMENTS,
-        resources={"metadata": {"path": str(notebook.parent)}},
+        resources={"metadata": {"path": str(folder)}},
     )
-    client.execute()
+    try:
+        for nb in notebooks:
+            withhold_flagged_cells(nb)
+            if client.kc is None:
+                client.km = client.create_kernel_manager()
+                client.start_new_kernel()
+                client.start_new_kernel_client()
+            else:
+                run_sync(client.kc.execute_interactive)("%reset -f", store_history=False, timeout=60)
+            client.nb = nb
+            client.reset_execution_trackers()
+            graded = [i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade")]
+            last = graded[-1] if through_last_test and graded else len(nb.cells) - 1
+            try:
+                for index, cell in enumerate(nb.cells[: last + 1]):
+                    client.execute_cell(cell, index)
+            except DeadKernelError:
+                client._cleanup_kernel()
+                client.km = client.kc = None
+                crashed = next(
+                    i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.get("execution_count") is None
+                )
+                for cell in nb.cells[crashed:]:
+                    if cell.cell_type == "code":
+                        cell.outputs.append(
+                            nbformat.v4.new_output(
+                                "error", ename="KernelCrashed", evalue="the kernel crashed", traceback=[]
+                            )
+                        )
+            yield _results(nb)
+    finally:
+        if client.kc is not None:
+            client._cleanup_kernel()
+
+
+def _results(nb):
     results, first_error = [], None
     for cell in nb.cells:
         meta = cell.metadata.get("nbgrader", {})
