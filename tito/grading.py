@@ -294,6 +294,7 @@ class GradingExecute(Execute):
                 model[0],
                 log=lines.append,
                 sandbox=self._limits(),
+                reference=self._source_folder(),  # the course's layers judge the weights, never the student's
             )
         except MilestoneFailure as err:
             outputs.append(_error_output("MilestoneFailure", str(err)))
