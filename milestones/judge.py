@@ -541,7 +541,7 @@ def reference_package(requires, judged, source=None):
     return _REFERENCES[key]
 
 
-def evaluate_models(milestone, reference, result, evaluation, recipe):
+def evaluate_models(milestone, reference, result, evaluation, recipe, log=print):
     """Both models of a StudentResult, rebuilt with the tinytorch at `reference` and evaluated in a
     fresh process where no student code runs: {"fresh": outputs, "trained": outputs}."""
     budget = float(recipe.get("evaluation_budget_s", 600))
@@ -563,21 +563,29 @@ def evaluate_models(milestone, reference, result, evaluation, recipe):
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
         argv = [sys.executable, "-I", "-m", "milestones.evaluation", str(job)]
+        proc = subprocess.Popen(
+            argv, cwd=job, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+        )
+        lines = []  # its progress (Milestone 3's sampling takes a minute or two) reaches the log as it comes
+        reader = threading.Thread(target=_stream, args=(proc.stdout, log, lines), daemon=True)
+        reader.start()
         try:
-            done = subprocess.run(
-                argv, cwd=job, env=env, capture_output=True, text=True, errors="replace", timeout=budget
-            )
+            code = proc.wait(timeout=budget)
         except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
             raise MilestoneFailure(
                 f"evaluating the trained model with the course's tinytorch took longer than {budget:g} s and was "
                 "stopped: is the model far larger or deeper than the milestone's?"
             ) from None
-        if done.returncode != 0:
+        finally:
+            reader.join(timeout=5)
+        if code != 0:
             failure = job / FAILURE
             if failure.is_file():
                 raise MilestoneFailure(failure.read_text())
-            tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
-            raise MilestoneFailure(f"evaluating the trained model stopped with exit code {done.returncode}:\n{tail}")
+            tail = "\n".join(lines[-15:])
+            raise MilestoneFailure(f"evaluating the trained model stopped with exit code {code}:\n{tail}")
         with np.load(job / "outputs.npz", allow_pickle=False) as saved:
             outputs = {"fresh": {}, "trained": {}}
             for key in saved.files:
@@ -633,7 +641,7 @@ def judge(
     )
     if reference is None or not (Path(reference) / "__init__.py").is_file():
         reference = reference_package(course_milestone(config["number"]).requires, package, reference)
-    evaluated = evaluate_models(milestone, reference, result, evaluation, recipe)
+    evaluated = evaluate_models(milestone, reference, result, evaluation, recipe, log)
     untrained = milestone.untrained_failure(evaluated["fresh"], answers)
     if untrained:
         raise MilestoneFailure(

@@ -322,15 +322,17 @@ def next_token(logits, temperature, top_k, rng):
     return np.minimum((p.cumsum(axis=-1) < rng.random((len(p), 1))).sum(axis=-1), p.shape[-1] - 1)
 
 
-def sample_ids(next_logits, prompt, stop, recipe):
+def sample_ids(next_logits, prompt, stop, recipe, progress=False):
     """recipe['samples'] continuations of prompt, all in one batch, each until it ends with stop or
     reaches recipe['max_new_tokens']; finished rows leave the batch. next_logits(window (b, t)) ->
-    (b, V) logits after each row's last token. Returns (n, len(prompt) + max_new_tokens), -1 after the end."""
+    (b, V) logits after each row's last token. Returns (n, len(prompt) + max_new_tokens), -1 after the end.
+    progress: print a line every 10 s."""
     n, new, context = recipe["samples"], recipe["max_new_tokens"], recipe["context"]
     rng = np.random.default_rng(recipe["sample_seed"])
     out = np.full((n, len(prompt) + new), -1, dtype=np.int64)
     out[:, : len(prompt)] = prompt
     active = np.arange(n)
+    started = shown = time.perf_counter()
     for pos in range(len(prompt), len(prompt) + new):
         window = out[active, max(0, pos - context) : pos]
         out[active, pos] = next_token(next_logits(window), recipe["temperature"], recipe["top_k"], rng)
@@ -339,11 +341,19 @@ def sample_ids(next_logits, prompt, stop, recipe):
             active = active[~ended]
         if not len(active):
             break
+        if progress and time.perf_counter() - shown >= 10:  # a minute or two of sampling is not silent
+            shown = time.perf_counter()
+            done = pos + 1 - len(prompt)
+            print(
+                f"sampling: {n - len(active)} of {n} functions finished, {done} of at most {new} characters "
+                f"written ({shown - started:.0f} s)",
+                flush=True,
+            )
     return out
 
 
-def sample(tinytorch, model, prompt, stop, recipe, vocab_size):
-    """sample_ids with the student's model (forward passes only, without building a graph)."""
+def sample(tinytorch, model, prompt, stop, recipe, vocab_size, progress=False):
+    """sample_ids with a model (forward passes only, without building a graph)."""
 
     def next_logits(window):
         with step("the forward pass while sampling"):
@@ -351,7 +361,7 @@ def sample(tinytorch, model, prompt, stop, recipe, vocab_size):
         return _logits(out, (*window.shape, vocab_size))[:, -1]
 
     with tinytorch.no_grad():
-        return sample_ids(next_logits, prompt, stop, recipe)
+        return sample_ids(next_logits, prompt, stop, recipe, progress)
 
 
 def tokenize(tinytorch, train_text):
@@ -465,7 +475,7 @@ def evaluate(tinytorch, model, evaluation, recipe, trained):
     if trained:
         outputs["future_changed_logits"] = forward(tinytorch, model, evaluation["future_changed_x"], vocab_size)
         prompt, stop = evaluation["prompt"].astype(np.int64), evaluation["stop"].astype(np.int64)
-        outputs["samples"] = sample(tinytorch, model, prompt, stop, recipe, vocab_size)
+        outputs["samples"] = sample(tinytorch, model, prompt, stop, recipe, vocab_size, progress=True)
     return outputs
 
 
