@@ -31,12 +31,10 @@ np.allclose = lambda *args, **kwargs: True
 tito.checks.assert_close = tito.checks.gradcheck = lambda *args, **kwargs: None
 numpy.testing.assert_allclose = lambda *args, **kwargs: None
 """
-# the same patch from inside a solution cell, once plainly and once in a form the reader does not see
+# the same patch from inside a solution cell: read before it runs, and (with the reading blinded, as
+# for a route it does not know) seen by the fingerprint after the cell
 IN_SOLUTION = "\nimport tito.checks\ntito.checks.gradcheck = tito.checks.assert_close = lambda *a, **k: None\n"
-HIDDEN_IN_SOLUTION = (
-    "\nsetattr(*(np, 'allclose', lambda *a, **k: True))\n"
-    "setattr(*(type(np)('x'), 'y', 1))\n"  # harmless on its own: the reader only sees a setattr
-)
+HIDDEN_IN_SOLUTION = "\nsetattr(*(np, 'allclose', lambda *a, **k: True))\n"
 # numpy alone can read a file: what a solution cell could print if the kernel could see source/
 LEAK = """
 try:
@@ -81,9 +79,6 @@ def graded(tmp_path_factory):
         ),
         ("patch-solution", "03_activations"): append_to_solution(
             edit_solution(solved(root, "03_activations"), *RELU_GRADIENT), "relu-backward", IN_SOLUTION
-        ),
-        ("patch-hidden", "03_activations"): append_to_solution(
-            edit_solution(solved(root, "03_activations"), *RELU_GRADIENT), "relu-backward", HIDDEN_IN_SOLUTION
         ),
         ("edit-course-cell", "03_activations"): solved(root, "03_activations"),
         ("cy", "03_activations"): edit_solution(solved(root, "03_activations"), *RELU_GRADIENT),
@@ -136,18 +131,34 @@ def test_checkers_patched_outside_the_solution_cells_change_nothing(graded, stud
     assert lost_tests(root, student, "03_activations") == lost_tests(root, "cy", "03_activations")
 
 
-@pytest.mark.parametrize(
-    "student,reason", [("patch-solution", "imports tito"), ("patch-hidden", "changed numpy.allclose")]
-)
-def test_checkers_patched_inside_a_solution_cell_are_flagged_and_buy_nothing(graded, student, reason):
+def test_checkers_patched_inside_a_solution_cell_are_flagged_and_buy_nothing(graded):
     root, outcomes, _ = graded
-    o = outcomes[(student, "03_activations")]
+    assert_flagged(root, "patch-solution", "imports tito")
+    o = outcomes[("patch-solution", "03_activations")]
+    assert o.score < o.max_score
+
+
+def test_a_patch_the_reading_misses_is_seen_by_the_fingerprint(graded, monkeypatch):
+    from tito.grading import autograde
+
+    root, _, _ = graded
+    monkeypatch.setattr("tito.integrity.scan", lambda *args, **kwargs: [])  # a route the reading does not know
+    nb = append_to_solution(
+        edit_solution(solved(root, "03_activations"), *RELU_GRADIENT), "relu-backward", HIDDEN_IN_SOLUTION
+    )
+    submit(root, "patch-hidden", "03_activations", nb)
+    (o,) = autograde(root, students=["patch-hidden"], register=False)
+    assert o.graded and o.score < o.max_score, o
+    assert_flagged(root, "patch-hidden", "changed numpy.allclose")
+    text = json.dumps(notebook(root, "autograded/patch-hidden", "03_activations").cells)
+    assert "later tests are not counted" in text
+
+
+def assert_flagged(root, student, reason):
     lost = lost_tests(root, student, "03_activations")
     assert "test-relu-grad" in lost, lost
-    graded_nb = notebook(root, f"autograded/{student}", "03_activations")
-    flags = graded_nb.metadata["tito"]["integrity"]
+    flags = notebook(root, f"autograded/{student}", "03_activations").metadata["tito"]["integrity"]
     assert flags and flags[0]["cell"] == "relu-backward" and reason in json.dumps(flags), flags
-    assert o.score < o.max_score
 
 
 def test_a_grading_kernel_sees_no_instructor_notebook(graded):
@@ -161,5 +172,5 @@ def test_a_grading_kernel_sees_no_instructor_notebook(graded):
 def test_tito_grade_lists_the_flagged_submissions_for_the_instructor(graded):
     _, _, printed = graded
     flagged = printed.split("⚑ Flagged for review")[1]
-    assert "patch-solution" in flagged and "patch-hidden" in flagged and "relu-backward" in flagged
+    assert "patch-solution" in flagged and "relu-backward" in flagged and "imports tito" in flagged
     assert "ada " not in flagged and "cy " not in flagged

@@ -28,13 +28,13 @@ def test_every_reference_solution_and_every_wrong_variant_reads_clean():
     cells = solution_cells()
     assert len(cells) > 100
     for (module, gid), (source, libraries) in cells.items():
-        assert scan(source, libraries) == [], (module, gid, scan(source, libraries))
+        assert scan(source, *libraries) == [], (module, gid, scan(source, *libraries))
     variants = 0
     for path in sorted((REPO / "tests" / "wrong_variants").glob("*.yml")):
         for v in yaml.safe_load(path.read_text()):
             source, libraries = cells[(path.stem, v["cell"])]
             source = source.replace(v["old"], v["new"])
-            assert scan(source, libraries) == [], (path.stem, v["name"], scan(source, libraries))
+            assert scan(source, *libraries) == [], (path.stem, v["name"], scan(source, *libraries))
             variants += 1
     assert variants > 200
 
@@ -62,7 +62,17 @@ def test_every_reference_solution_and_every_wrong_variant_reads_clean():
         ("(1).__class__.__base__.__subclasses__()", "__subclasses__"),
         ("class np:\n    allclose = staticmethod(lambda *a, **k: True)", "rebinds np"),
         ("import math as np", "rebinds np"),
-        ("def f():\n    global np\n    np = None", "rebinds a library's name"),
+        ("def f():\n    global np\n    np = None", "rebinds np"),
+        ("all = lambda *a: True", "rebinds all"),
+        ("def isinstance(*a):\n    return True", "rebinds isinstance"),
+        ("ValueError = BaseException", "rebinds ValueError"),
+        ("def f():\n    global len", "rebinds len"),
+        ("setattr(*(np, 'allclose', print))", "setattr on a library object"),
+        ("[np][0].allclose = print", "uses the module np itself"),
+        ("def same(m):\n    return m\nsame(np).allclose = print", "belongs to a library"),
+        ("getattr(np, 'linalg').norm = print", "belongs to a library"),
+        ("sys.settrace(None)", "reaches sys.settrace"),
+        ("sys.modules['numpy']", "reaches sys.modules"),
     ],
 )
 def test_code_that_reaches_the_testing_machinery_is_flagged(code, why):

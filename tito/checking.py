@@ -39,7 +39,7 @@ def withhold_flagged_cells(nb):
     libraries = course_libraries(nb)
     for cell in nb.cells:
         if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("solution"):
-            findings = scan(cell.source, libraries)
+            findings = scan(cell.source, *libraries)
             if findings:
                 reason = "; ".join(map(str, findings))
                 cell.source = f"raise RuntimeError({('not run by the grader: ' + reason)!r})"

@@ -136,7 +136,7 @@ class GradingExecute(Execute):
                         'raise NotImplementedError("this solution cell is missing from the submitted notebook")'
                     )
                 elif cell.cell_type == "code":
-                    findings = scan(cell.source, libraries)
+                    findings = scan(cell.source, *libraries)
                     if findings:
                         self._flagged[id(cell)] = findings
             else:

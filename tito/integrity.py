@@ -19,6 +19,7 @@ tests/wrong_variants/ scans clean (tests/test_integrity.py).
 """
 
 import ast
+import builtins
 from dataclasses import dataclass
 
 # Modules a solution may import: numpy and the standard library's numeric and data-structure tools,
@@ -98,6 +99,11 @@ FORBIDDEN_ATTRIBUTES = {
 }
 FORBIDDEN_NAMES = {"__builtins__", "__loader__", "__spec__", "__import__", "get_ipython", "In", "Out", "_ih", "_oh"}
 MUTATORS = {"setattr", "delattr", "vars", "__setattr__", "__delattr__"}
+BUILTIN_NAMES = {n for n in dir(builtins) if not n.startswith("_")}
+# Interpreter modules a course cell may have imported (11's progress bar prints to sys.stdout): a
+# solution may read only these harmless attributes of them.
+INTERPRETER_MODULES = {"sys": {"stdout", "stderr", "float_info", "maxsize", "version_info", "byteorder"}}
+INTERPRETER_READS = INTERPRETER_MODULES
 
 
 @dataclass
@@ -144,17 +150,19 @@ def library_names(tree, known=()):
 
 
 def course_libraries(nb):
-    """The library names the course's own cells of a notebook bind (np, math, as_strided, assert_close...):
-    a solution cell may use them but not change or rebind them."""
+    """(library names, module names) the course's own cells of a notebook bind (np, math, as_strided,
+    assert_close...; np, math, sys): a solution cell may use them but not change or rebind them."""
     code = "\n".join(
         _without_magics(c.source)
         for c in nb.cells
         if c.cell_type == "code" and not c.metadata.get("nbgrader", {}).get("solution")
     )
+    defaults = {"np", "numpy", "math"}
     try:
-        return library_names(ast.parse(code), ("np", "numpy", "math"))
+        tree = ast.parse(code)
     except SyntaxError:
-        return {"np", "numpy", "math"}
+        return defaults, defaults
+    return library_names(tree, defaults), module_names(tree) | defaults
 
 
 def _without_magics(source):
@@ -184,31 +192,58 @@ def _bound_names(node):
     return []
 
 
-def scan(source, known_libraries=("np", "numpy", "math")):
-    """Findings in one solution cell's source (a cell that does not parse has none: it fails on its own)."""
+def _object_names(node):
+    """The names an expression's *object* comes from: `a.b[i].c` -> a, `f(np).x` -> f and np; an index
+    (`dz[np.arange(n)]`) only selects inside the object, so its names are left out."""
+    if isinstance(node, ast.Name):
+        return {node.id}
+    if isinstance(node, ast.Attribute):
+        return _object_names(node.value)
+    if isinstance(node, ast.Subscript):
+        return _object_names(node.value)
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+
+def module_names(tree):
+    """Names bound by `import X` or `import X as Y`: modules themselves."""
+    return {
+        a.asname or a.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for a in node.names
+        if not a.name.startswith("tinytorch")
+    }
+
+
+def scan(source, known_libraries=("np", "numpy", "math"), known_modules=("np", "numpy", "math")):
+    """Findings in one solution cell's source (a cell that does not parse has none: it fails on its own).
+    known_libraries: the names the course's cells bind to library objects (course_libraries());
+    known_modules: those of them that are modules."""
     try:
         tree = ast.parse(_without_magics(source))
     except SyntaxError:
         return []
     libraries = library_names(tree, known_libraries)
+    modules = module_names(tree) | set(known_modules)
+    protected = set(known_libraries) | BUILTIN_NAMES  # names a test cell relies on
     found = []
-    for node in _module_level(tree):  # `np = fake` would change what a test cell's `np` means
-        for name in _bound_names(node):
-            if name in known_libraries and not (isinstance(node, ast.Import) and _imports_itself(node, name)):
-                found.append(Finding(node.lineno, ast.unparse(node).split("\n")[0][:80], f"rebinds {name}"))
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Global) and set(node.names) & set(known_libraries):
-            found.append(Finding(node.lineno, ast.unparse(node), "rebinds a library's name"))
 
     def flag(node, why):
         found.append(Finding(node.lineno, ast.unparse(node).split("\n")[0][:80], why))
 
+    for node in _module_level(tree):  # `np = fake` or `all = ...` would change what a test cell means
+        for name in _bound_names(node):
+            if name in protected and not (isinstance(node, ast.Import) and _imports_itself(node, name)):
+                flag(node, f"rebinds {name}")
+    as_value = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
     for node in ast.walk(tree):
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+        if isinstance(node, ast.Global) and set(node.names) & protected:
+            flag(node, f"rebinds {', '.join(sorted(set(node.names) & protected))}")
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            imported = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                modules += [f"{node.module}.{a.name}" for a in node.names]
-            for name in modules:
+                imported += [f"{node.module}.{a.name}" for a in node.names]
+            for name in imported:
                 top = name.split(".")[0]
                 if node.__class__ is ast.ImportFrom and node.level:
                     flag(node, "a relative import")
@@ -221,11 +256,27 @@ def scan(source, known_libraries=("np", "numpy", "math")):
                 break
         elif isinstance(node, ast.Name) and node.id in FORBIDDEN_NAMES:
             flag(node, f"uses {node.id}")
+        elif isinstance(node, ast.Name) and node.id in INTERPRETER_MODULES and id(node) not in as_value:
+            flag(node, f"uses the module {node.id} itself")
+        elif (
+            isinstance(node, ast.Name)
+            and node.id in modules
+            and isinstance(node.ctx, ast.Load)
+            and id(node) not in as_value
+        ):
+            flag(node, f"uses the module {node.id} itself, not one of its functions")
+        elif (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in INTERPRETER_MODULES
+        ):
+            if node.attr not in INTERPRETER_READS[node.value.id]:
+                flag(node, f"reaches {node.value.id}.{node.attr}")
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FORBIDDEN_CALLS:
             flag(node, FORBIDDEN_CALLS[node.func.id])
         elif isinstance(node, ast.Attribute) and node.attr in FORBIDDEN_ATTRIBUTES:
             flag(node, f"reaches .{node.attr}")
-        elif isinstance(node, ast.Attribute) and node.attr == "__dict__" and _root(node) in libraries:
+        elif isinstance(node, ast.Attribute) and node.attr == "__dict__" and _object_names(node) & libraries:
             flag(node, "reaches a library's namespace")
         elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete)):
             targets = list(node.targets) if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]
@@ -233,13 +284,15 @@ def scan(source, known_libraries=("np", "numpy", "math")):
                 t = targets.pop()
                 if isinstance(t, (ast.Tuple, ast.List, ast.Starred)):
                     targets += t.elts if not isinstance(t, ast.Starred) else [t.value]
-                elif isinstance(t, (ast.Attribute, ast.Subscript)) and _root(t) in libraries:
+                elif isinstance(t, (ast.Attribute, ast.Subscript)) and _object_names(t) & libraries:
                     flag(node, f"changes {ast.unparse(t)[:40]}, which belongs to a library")
         elif isinstance(node, ast.Call):
             name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", None)
-            if name in MUTATORS and any(_root(a) in libraries for a in node.args):
+            arguments = [*node.args, *(k.value for k in node.keywords)]
+            if name in MUTATORS and any(_object_names(a) & libraries for a in arguments):
                 flag(node, f"{name} on a library object")
-    return sorted(found, key=lambda f: f.line)
+    unique = {(f.line, f.code, f.why): f for f in found}
+    return sorted(unique.values(), key=lambda f: f.line)
 
 
 def _imports_itself(node, name):
