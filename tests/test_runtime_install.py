@@ -1,0 +1,27 @@
+"""The course runs where only its runtime dependencies are installed (a course server's image: no
+pytest, no playwright): every module a student's notebook, tito or the grader imports must import."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def runtime_modules():
+    names = [f"tito.{p.stem}" for p in sorted((REPO / "tito").glob("*.py")) if p.stem != "__main__"]
+    names += [
+        f"milestones.{p.stem}" for p in sorted((REPO / "milestones").glob("*.py")) if not p.stem.startswith("test_")
+    ]
+    for era in sorted(p for p in (REPO / "milestones").iterdir() if (p / "milestone.yml").exists()):
+        names += [f"milestones.{era.name}.{p.stem}" for p in sorted(era.glob("*_milestone.py"))]  # judges and demos
+    return names
+
+
+def test_every_runtime_module_imports_without_the_test_extras():
+    modules = runtime_modules()
+    assert "milestones.generation.test_chatgpt_milestone" in modules and "tito.cli" in modules
+    blocked = "import sys\nfor name in ('pytest', 'playwright', 'xdist'):\n    sys.modules[name] = None\n"
+    code = blocked + "".join(f"import {m}\n" for m in modules)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
