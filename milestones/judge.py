@@ -42,11 +42,11 @@ and uses the student-side helpers here: check_logits, check_one_step (a first tr
 every part on its own) and speed_check (an estimate of the training time before training starts).
 """
 
+import _thread
 import atexit
 import importlib
 import json
 import os
-import resource
 import shutil
 import signal
 import stat
@@ -208,50 +208,81 @@ def _profiled(tinytorch, model, profile):
             rules.update(saved)
 
 
+@contextmanager
+def _time_limit(seconds, profile):
+    """Raise _OutOfTime in this (the main) thread after `seconds`, noting what was running: a real-time
+    timer signal where there is one, else (Windows) a timer thread that interrupts the main thread."""
+
+    def note():
+        profile.running_at_alarm = list(profile.running)
+
+    if hasattr(signal, "setitimer"):
+
+        def alarm(signum, frame):
+            note()
+            raise _OutOfTime()
+
+        previous = signal.signal(signal.SIGALRM, alarm)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        return
+    fired = threading.Event()
+
+    def interrupt():
+        note()
+        fired.set()
+        _thread.interrupt_main()
+
+    timer = threading.Timer(seconds, interrupt)
+    timer.start()
+    try:
+        yield
+    except KeyboardInterrupt:
+        if fired.is_set():
+            raise _OutOfTime() from None
+        raise
+    finally:
+        timer.cancel()
+
+
 def speed_check(tinytorch, model, first_step, run_step, total_steps, budget_s, log, first_step_limit_s=20.0):
     """Time a few training steps on a throwaway model and stop early, with the reason, when the whole
     training (total_steps steps) would not fit in budget_s. first_step() performs the first step (it
     may check each part on its own: check_one_step), run_step() each further one."""
     profile = _Profile()
 
-    def alarm(signum, frame):
-        profile.running_at_alarm = list(profile.running)
-        raise _OutOfTime()
-
     def minutes(seconds):
         if seconds < 90:
             return f"{seconds:.0f} s"
         return f"{seconds / 60:.0f} min" if seconds < 5940 else f"{seconds / 3600:.1f} hours"
 
-    previous = signal.signal(signal.SIGALRM, alarm)
-    try:
-        with _profiled(tinytorch, model, profile):
-            start = time.perf_counter()
-            try:
-                signal.setitimer(signal.ITIMER_REAL, first_step_limit_s)
+    with _profiled(tinytorch, model, profile):
+        start = time.perf_counter()
+        try:
+            with _time_limit(first_step_limit_s, profile):
                 first_step()  # it also warms up caches
-                signal.setitimer(signal.ITIMER_REAL, 0)
-            except _OutOfTime:
-                still = profile.running_at_alarm[-1] if profile.running_at_alarm else "your code"
-                raise MilestoneFailure(
-                    f"one training step took more than {first_step_limit_s:g} s and was stopped (it was in "
-                    f"{still}). Training needs {total_steps:,} steps within {minutes(budget_s)}, at most "
-                    f"{budget_s / total_steps:.2f} s per step: at this speed it would take more than "
-                    f"{minutes(first_step_limit_s * total_steps)}.\nWhere the time went:\n"
-                    f"{profile.top(time.perf_counter() - start)}\n"
-                    "Look there for Python loops over pixels, channels or images: one numpy operation on "
-                    "the whole batch (strided windows and one matmul for a convolution) does the same work "
-                    "hundreds of times faster."
-                ) from None
-            profile.seconds.clear()
-            start = time.perf_counter()
-            for _ in range(2):
-                with step("a training step of the speed check"):
-                    run_step()
-            per_step = (time.perf_counter() - start) / 2
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        except _OutOfTime:
+            still = profile.running_at_alarm[-1] if profile.running_at_alarm else "your code"
+            raise MilestoneFailure(
+                f"one training step took more than {first_step_limit_s:g} s and was stopped (it was in "
+                f"{still}). Training needs {total_steps:,} steps within {minutes(budget_s)}, at most "
+                f"{budget_s / total_steps:.2f} s per step: at this speed it would take more than "
+                f"{minutes(first_step_limit_s * total_steps)}.\nWhere the time went:\n"
+                f"{profile.top(time.perf_counter() - start)}\n"
+                "Look there for Python loops over pixels, channels or images: one numpy operation on "
+                "the whole batch (strided windows and one matmul for a convolution) does the same work "
+                "hundreds of times faster."
+            ) from None
+        profile.seconds.clear()
+        start = time.perf_counter()
+        for _ in range(2):
+            with step("a training step of the speed check"):
+                run_step()
+        per_step = (time.perf_counter() - start) / 2
     estimate = per_step * total_steps
     if estimate > budget_s:
         raise MilestoneFailure(
@@ -262,6 +293,15 @@ def speed_check(tinytorch, model, first_step, run_step, total_steps, budget_s, l
             "the whole batch would do."
         )
     log(f"speed check: {per_step:.2f} s per training step, about {minutes(estimate)} for {total_steps:,} steps")
+
+
+def _peak_memory_mb():
+    """This process's peak resident memory (0 where the resource module is missing: Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return 0.0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _in_student_code(filename):
@@ -329,7 +369,7 @@ def _student_main(work):
         models, arrays, blob = combine(
             {"fresh": fresh, "trained": _described(tinytorch, model, recipe.get("max_numbers"))}
         )
-        report["peak_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        report["peak_memory_mb"] = _peak_memory_mb()
         (work / ARRAYS).write_bytes(blob)
         result = {"models": models, "arrays": arrays, "outputs": outputs, "report": report}
         (work / RESULT).write_text(json.dumps(result))
