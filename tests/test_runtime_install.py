@@ -47,3 +47,19 @@ def test_the_first_step_time_limit_works_without_timer_signals(monkeypatch):
     assert time.perf_counter() - start < 5 and profile.running_at_alarm == ["Conv2d (0) forward"]
     with _time_limit(5, profile):  # a step within the limit is left alone
         pass
+
+
+def test_environment_yml_installs_every_runtime_dependency_of_pyproject():
+    import re
+    import tomllib
+
+    import yaml
+
+    wanted = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {re.split(r"[<>=!~\[ ;]", d, maxsplit=1)[0].lower() for d in wanted}
+    conda = {
+        re.split(r"[<>=!~ ]", d, maxsplit=1)[0].lower()
+        for d in yaml.safe_load((REPO / "environment.yml").read_text())["dependencies"]
+        if isinstance(d, str)
+    }
+    assert names <= conda, f"environment.yml misses {sorted(names - conda)}"
