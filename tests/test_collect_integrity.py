@@ -19,7 +19,7 @@ A = "01_tensor"
 ROOT = os.geteuid() == 0
 # the pattern docs/large-class.md tells instructors to use: tested as it is written there
 NAMED_REGEXP = re.search(
-    r"^c\.FileNameCollectorPlugin\.named_regexp = (r\".*\")$",
+    r"^c\.FileNameCollectorPlugin\.named_regexp = \(?\s*(r\".*\")\s*\)?$",  # as ruff formats it, in parentheses
     (REPO / "docs" / "large-class.md").read_text(),
     flags=re.M,
 )[1]

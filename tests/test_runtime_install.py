@@ -51,8 +51,8 @@ def test_the_first_step_time_limit_works_without_timer_signals(monkeypatch):
 
 def test_environment_yml_installs_every_runtime_dependency_of_pyproject():
     import re
-    import tomllib
 
+    import tomllib
     import yaml
 
     wanted = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
