@@ -30,3 +30,25 @@ def reference_tinytorch(tmp_path_factory):
     tinytorch, report = load_tinytorch(REPO / "source", modules, tmp_path_factory.mktemp("reference"))
     assert not any(report.values()), report
     return tinytorch
+
+
+# The longest tests start first, so that the two workers finish together instead of one waiting on the
+# last long training (measured in CI: each of these takes several minutes; the rest is marked slow or quick).
+LONGEST_FIRST = [
+    "tests/test_autograde.py::test_generation",  # grades modules 01-16 and trains Milestone 3
+    "milestones/generation/test_chatgpt_milestone.py::test_judge_fails_a_broken_model",  # two Milestone 3 trainings
+    "tests/test_simulated_class.py",
+    "tests/test_autograde.py::test_revolution",  # trains Milestone 2 twice
+    "tests/test_browser",
+    "tests/test_autograde.py",
+]
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        for i, prefix in enumerate(LONGEST_FIRST):
+            if item.nodeid.startswith(prefix):
+                return i
+        return len(LONGEST_FIRST) + (0 if item.get_closest_marker("slow") else 1)
+
+    items.sort(key=rank)  # stable: the order within each rank is pytest's
