@@ -112,6 +112,18 @@ def check_logits(out, n, classes, shape_hint):
     return logits
 
 
+def guesses_or_why_not(logits, answers, limit):
+    """For a classifier's untrained check: None when the model build_model returned guesses (a new model
+    gets about one in ten right), else why it is not untrained. logits: for the first test images."""
+    accuracy = float(np.mean(logits.argmax(axis=1) == answers[: len(logits)]))
+    if accuracy > limit:
+        return (
+            f"before any training, the model it returned already gets {accuracy:.2%} of {len(logits):,} test images right "
+            f"(a new model guesses: about 10%, at most {limit:.0%} here)."
+        )
+    return None
+
+
 def check_one_step(tinytorch, model, optimizer, x, y, check_output, loss_fn=None, loss_name="CrossEntropyLoss"):
     """One training step with every part on its own, so a failure names its step.
     check_output(out) checks the forward pass's result; loss_fn(out, y) defaults to the student's

@@ -20,7 +20,15 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from milestones.judge import MilestoneFailure, check_logits, check_notebook, check_one_step, judge, step
+from milestones.judge import (
+    MilestoneFailure,
+    check_logits,
+    check_notebook,
+    check_one_step,
+    guesses_or_why_not,
+    judge,
+    step,
+)
 from tito.checks import to_numpy
 
 CONFIG = yaml.safe_load(Path(__file__).with_name("milestone.yml").read_text())
@@ -56,14 +64,7 @@ def score(outputs, answers):
 def untrained_failure(fresh, answers):
     """Why the model build_model returned is not untrained (None when it guesses, as a new one does)."""
     logits = fresh["logits"]  # for the first untrained_check_images test images
-    accuracy = float(np.mean(_logits(logits, len(logits)).argmax(axis=1) == answers[: len(logits)]))
-    limit = CONFIG["judge"]["untrained_max_accuracy"]
-    if accuracy > limit:
-        return (
-            f"before any training, the model it returned already gets {accuracy:.2%} of {len(logits):,} test images right "
-            f"(a new model guesses: about 10%, at most {limit:.0%} here)."
-        )
-    return None
+    return guesses_or_why_not(_logits(logits, len(logits)), answers, CONFIG["judge"]["untrained_max_accuracy"])
 
 
 def failure_hint(accuracy):
