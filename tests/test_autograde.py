@@ -248,21 +248,23 @@ def test_bad_submissions_are_reported_and_the_rest_is_graded(graded):
 @pytest.mark.parametrize("trickster", TRICKS)
 @foundation
 def test_a_student_cell_cannot_fool_the_milestone_judge(graded, trickster):
-    root, outcomes = graded
-    o = outcomes[(trickster, "milestone_1")]
-    assert o.graded and o.max_score == 10 and o.score == 0, o
-    judged = json.dumps(notebook(root, f"autograded/{trickster}", "milestone_1").cells)
+    judged = milestone_1_scored_zero(graded, trickster)
     assert "Milestone 1 needs 85%" in judged and "Judged by the grader" in judged
 
 
 @pytest.mark.parametrize("student", MODEL_TRICKS)
 @foundation
 def test_a_dishonest_build_model_cell_scores_zero_with_the_reason_and_reads_no_file(graded, student):
+    judged = milestone_1_scored_zero(graded, student)
+    assert MODEL_TRICKS[student] in judged and SECRET not in judged
+
+
+def milestone_1_scored_zero(graded, student):
+    """The student's graded Milestone 1 notebook as text, after checking it scored 0 of 10."""
     root, outcomes = graded
     o = outcomes[(student, "milestone_1")]
     assert o.graded and o.max_score == 10 and o.score == 0, o
-    judged = json.dumps(notebook(root, f"autograded/{student}", "milestone_1").cells)
-    assert MODEL_TRICKS[student] in judged and SECRET not in judged
+    return json.dumps(notebook(root, f"autograded/{student}", "milestone_1").cells)
 
 
 @foundation
