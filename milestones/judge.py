@@ -544,7 +544,10 @@ def run_student_process(milestone, package, model_source, recipe, inputs, log=pr
         try:
             code = proc.wait(timeout=budget)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            if hasattr(os, "killpg"):  # its whole process group (Windows has none: the process alone)
+                os.killpg(proc.pid, signal.SIGKILL)
+            else:
+                proc.kill()
             proc.wait()
             raise MilestoneFailure(_too_slow(budget)) from None
         finally:
