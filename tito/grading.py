@@ -79,6 +79,7 @@ class GradingExecute(Execute):
         self._cwd = tempfile.mkdtemp(prefix="tinytorch-kernel-")
         resources.setdefault("metadata", {})["path"] = self._cwd
         readable = []
+        nb.metadata["tito"] = {"integrity": []}  # the grader's flags only: whatever the submission held is replaced
         if assignment in MODULES:
             self._as_the_course_wrote_it(nb, self._instructor_notebook(assignment, resources))
             package = Path(self._cwd) / "reference"  # code only: the earlier modules' reference solutions
@@ -145,7 +146,6 @@ class GradingExecute(Execute):
             for extra in after.pop(gid or ours.get("id"), []):
                 cells.append(self._not_run(extra))
         nb.cells = cells
-        nb.metadata["tito"] = {"integrity": []}  # whatever the submission held there is replaced
 
     def _not_run(self, cell):
         self._skip[id(cell)] = True
