@@ -103,7 +103,6 @@ BUILTIN_NAMES = {n for n in dir(builtins) if not n.startswith("_")}
 # Interpreter modules a course cell may have imported (11's progress bar prints to sys.stdout): a
 # solution may read only these harmless attributes of them.
 INTERPRETER_MODULES = {"sys": {"stdout", "stderr", "float_info", "maxsize", "version_info", "byteorder"}}
-INTERPRETER_READS = INTERPRETER_MODULES
 
 
 @dataclass
@@ -114,12 +113,6 @@ class Finding:
 
     def __str__(self):
         return f"line {self.line}: `{self.code}` ({self.why})"
-
-
-def _root(node):
-    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)):
-        node = node.func if isinstance(node, ast.Call) else node.value
-    return node.id if isinstance(node, ast.Name) else None
 
 
 def library_names(tree, known=()):
@@ -139,7 +132,7 @@ def library_names(tree, known=()):
         for node in ast.walk(tree):
             if isinstance(node, (ast.Assign, ast.AnnAssign, ast.NamedExpr)) and node.value is not None:
                 value = node.value
-                if isinstance(value, (ast.Name, ast.Attribute, ast.Subscript)) and _root(value) in names:
+                if isinstance(value, (ast.Name, ast.Attribute, ast.Subscript)) and _object_names(value) & names:
                     targets = node.targets if isinstance(node, ast.Assign) else [node.target]
                     for t in targets:
                         for n in ast.walk(t):
@@ -270,7 +263,7 @@ def scan(source, known_libraries=("np", "numpy", "math"), known_modules=("np", "
             and isinstance(node.value, ast.Name)
             and node.value.id in INTERPRETER_MODULES
         ):
-            if node.attr not in INTERPRETER_READS[node.value.id]:
+            if node.attr not in INTERPRETER_MODULES[node.value.id]:
                 flag(node, f"reaches {node.value.id}.{node.attr}")
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FORBIDDEN_CALLS:
             flag(node, FORBIDDEN_CALLS[node.func.id])
