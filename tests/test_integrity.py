@@ -39,6 +39,16 @@ def test_every_reference_solution_and_every_wrong_variant_reads_clean():
     assert variants > 200
 
 
+def test_a_solution_may_name_its_own_variable_like_data_in_a_course_cell():
+    # 01's test cells compute `big = randn(200, 200, ...).data`: data made by a call, not a library
+    # object, so a solution's own `big` (or `logits`, `w`...) is not rebinding what the tests rely on.
+    nb = nbformat.read(str(REPO / "source" / "01_tensor" / "01_tensor.ipynb"), as_version=4)
+    assert "big = randn(" in "".join(c.source for c in nb.cells)
+    assert scan("big = np.ones(3)", *course_libraries(nb)) == []
+    assert scan("m = np.linalg\nm = 1", *course_libraries(nb)) == []  # the solution's own alias, rebound
+    assert scan("np = 1", *course_libraries(nb)) != []
+
+
 @pytest.mark.parametrize(
     "code,why",
     [

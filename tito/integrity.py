@@ -115,9 +115,11 @@ class Finding:
         return f"line {self.line}: `{self.code}` ({self.why})"
 
 
-def library_names(tree, known=()):
+def library_names(tree, known=(), through_calls=True):
     """Names bound to a module, or to something taken from a module, that is not the student's own
-    tinytorch (np, math, `from numpy import linalg`...), including simple aliases of them."""
+    tinytorch (np, math, `from numpy import linalg`...), including simple aliases of them.
+    through_calls: whether `m = f(np).x` makes m an alias too (in a solution cell it may; in the
+    course's own cells `big = randn(200, 200).data` is data, which a solution may name its own)."""
     names = set(known)
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -132,7 +134,10 @@ def library_names(tree, known=()):
         for node in ast.walk(tree):
             if isinstance(node, (ast.Assign, ast.AnnAssign, ast.NamedExpr)) and node.value is not None:
                 value = node.value
-                if isinstance(value, (ast.Name, ast.Attribute, ast.Subscript)) and _object_names(value) & names:
+                if (
+                    isinstance(value, (ast.Name, ast.Attribute, ast.Subscript))
+                    and _object_names(value, through_calls) & names
+                ):
                     targets = node.targets if isinstance(node, ast.Assign) else [node.target]
                     for t in targets:
                         for n in ast.walk(t):
@@ -155,7 +160,7 @@ def course_libraries(nb):
         tree = ast.parse(code)
     except SyntaxError:
         return defaults, defaults
-    return library_names(tree, defaults), module_names(tree) | defaults
+    return library_names(tree, defaults, through_calls=False), module_names(tree) | defaults
 
 
 def _without_magics(source):
@@ -185,16 +190,15 @@ def _bound_names(node):
     return []
 
 
-def _object_names(node):
-    """The names an expression's *object* comes from: `a.b[i].c` -> a, `f(np).x` -> f and np; an index
-    (`dz[np.arange(n)]`) only selects inside the object, so its names are left out."""
+def _object_names(node, through_calls=True):
+    """The names an expression's *object* comes from: `a.b[i].c` -> a, `f(np).x` -> f and np (none
+    when not through_calls); an index (`dz[np.arange(n)]`) only selects inside the object, so its
+    names are left out."""
     if isinstance(node, ast.Name):
         return {node.id}
-    if isinstance(node, ast.Attribute):
-        return _object_names(node.value)
-    if isinstance(node, ast.Subscript):
-        return _object_names(node.value)
-    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+    if isinstance(node, (ast.Attribute, ast.Subscript)):
+        return _object_names(node.value, through_calls)
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)} if through_calls else set()
 
 
 def module_names(tree):
