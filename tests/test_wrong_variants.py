@@ -6,6 +6,7 @@ Each file in wrong_variants/ is named after a module and lists bugs a student co
       old: "x.data > 0"                # text in that cell (must occur exactly once) ...
       new: "x.data < 0"                # ... and what the student wrote instead
       fails: [test-relu, test-relu-grad]   # exactly the test cells that must fail
+      breaks: [6ac5f29e]               # optional: ids of cells that are not tests but raise with the bug
 The module notebook from source/ (hidden tests included) runs with the reference solutions of the
 earlier modules beside it, as `tito module complete` and the grader run it; all variants of one module
 run in one kernel, reset between them (a kernel start per variant was most of this file's time).
@@ -36,7 +37,21 @@ def apply_variant(nb, variant):
     cell = cells[0]
     assert cell.metadata["nbgrader"].get("solution"), f"{variant['cell']} is not a solution cell"
     assert cell.source.count(variant["old"]) == 1, f"{variant['old']!r} must occur once in {variant['cell']}"
+    start = cell.source.index(variant["old"])
+    end = start + len(variant["old"])
+    inside = any(a <= start and end <= b for a, b in solution_regions(cell.source))  # markers may anchor it
+    assert inside, f"{variant['name']}: {variant['old']!r} is not inside ### BEGIN/END SOLUTION (given code)"
     cell.source = cell.source.replace(variant["old"], variant["new"])
+
+
+def solution_regions(source):
+    """(start, end) character offsets of each ### BEGIN SOLUTION ... ### END SOLUTION block, markers included."""
+    regions, at = [], 0
+    while (begin := source.find("### BEGIN SOLUTION", at)) != -1:
+        end = source.index("### END SOLUTION", begin) + len("### END SOLUTION")
+        regions.append((begin, end))
+        at = end
+    return regions
 
 
 def test_every_module_with_notebooks_has_at_least_three_variants():
@@ -84,9 +99,21 @@ def grouped_variants():
 @pytest.mark.slow
 @pytest.mark.parametrize("module,variant", list(grouped_variants()))
 def test_wrong_variant_loses_exactly_the_points_of_the_tests_that_cover_it(module, variant, module_runs):
-    results, _ = module_runs(module)[variant["name"]]
+    results, other_errors = module_runs(module)[variant["name"]]
     failed = sorted(r.grade_id for r in results if not r.passed)
     assert failed == sorted(variant["fails"]), (
         f"{variant['name']}: expected exactly {sorted(variant['fails'])} to fail, got {failed}\n"
         + "\n".join(f"  {r.grade_id}: {r.error}" for r in results if not r.passed)
     )
+    broken = sorted(name.split("(id ")[-1].rstrip(")") for name, _ in other_errors)
+    assert broken == sorted(str(b) for b in variant.get("breaks", [])), (  # an id of digits reads as an int
+        f"{variant['name']}: cells that are not tests raised: {other_errors or 'none'}; "
+        f"the variant lists {variant.get('breaks', [])} (an error outside the tests must be expected)"
+    )
+
+
+def test_a_variant_that_edits_given_code_is_refused():
+    nb = nbformat.read(str(REPO / "source" / "01_tensor" / "01_tensor.ipynb"), as_version=4)
+    given = {"name": "edits-the-given-switch", "cell": "tensor-class", "old": "grad_enabled = True", "new": "x = 1"}
+    with pytest.raises(AssertionError, match="not inside ### BEGIN/END SOLUTION"):
+        apply_variant(nb, given)

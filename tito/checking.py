@@ -47,9 +47,10 @@ def withhold_flagged_cells(nb):
 
 def run_checks(notebook):
     """Execute the notebook in its own folder, with the grader's time limits; return a CellResult per
-    test cell, and the first error outside the test cells (the setup cell, say)."""
+    test cell, and the first error outside the test cells (the setup cell, say) as (cell, error) or None."""
     notebook = Path(notebook)
-    return next(run_versions(notebook.parent, [read_notebook(notebook)]))
+    results, other_errors = next(run_versions(notebook.parent, [read_notebook(notebook)]))
+    return results, (other_errors[0] if other_errors else None)
 
 
 def run_versions(folder, notebooks, through_last_test=False):
@@ -57,7 +58,8 @@ def run_versions(folder, notebooks, through_last_test=False):
     one after another in one kernel working in folder: the namespace is reset and the notebook's setup
     cell imports a fresh tinytorch for each, so a version sees nothing of the one before. A kernel that
     dies is started again for the next version. through_last_test: stop after the last test cell (the
-    "try it" cells after it decide no test). Yields (results, first error) per version."""
+    "try it" cells after it decide no test). Yields, per version, a CellResult per test cell and the
+    errors of the other cells as (grade id, or "cell N (id ...)" counting from 1, error)."""
     client = nbclient.NotebookClient(
         nbformat.v4.new_notebook(),
         timeout_func=cell_timeout,
@@ -103,12 +105,12 @@ def run_versions(folder, notebooks, through_last_test=False):
 
 
 def _results(nb):
-    results, first_error = [], None
-    for cell in nb.cells:
+    results, other_errors = [], []
+    for index, cell in enumerate(nb.cells):
         meta = cell.metadata.get("nbgrader", {})
         error = _error_of(cell, cell_timeout(cell)) if cell.cell_type == "code" else ""
         if meta.get("grade"):
             results.append(CellResult(meta["grade_id"], meta.get("points", 0), not error, error))
-        elif error and first_error is None:
-            first_error = (meta.get("grade_id") or "a code cell", error)
-    return results, first_error
+        elif error:
+            other_errors.append((meta.get("grade_id") or f"cell {index + 1} (id {cell.get('id', '?')})", error))
+    return results, other_errors
