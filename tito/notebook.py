@@ -16,6 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from tito.asserts import install as install_assert_messages
 from tito.course import prerequisites
 from tito.errors import name_unwritten
 from tito.export import describe, export
@@ -52,7 +53,8 @@ def load_tinytorch(folder, assignments, dest=None):
 
 
 def _name_unwritten_functions():
-    """In IPython, an empty NotImplementedError gets the name of the function that is not written yet."""
+    """In IPython, an empty NotImplementedError gets the name of the function that is not written yet,
+    and an assert without a message shows what it compared (tito.asserts)."""
     try:
         ip = get_ipython()  # noqa: F821  (defined inside IPython only)
     except NameError:
@@ -62,6 +64,7 @@ def _name_unwritten_functions():
         shell.showtraceback((etype, name_unwritten(value), tb), tb_offset=tb_offset)
 
     ip.set_custom_exc((NotImplementedError,), show)
+    install_assert_messages(ip)
 
 
 def prepare(assignment, cwd=None):
