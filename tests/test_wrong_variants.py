@@ -7,6 +7,7 @@ Each file in wrong_variants/ is named after a module and lists bugs a student co
       new: "x.data < 0"                # ... and what the student wrote instead
       fails: [test-relu, test-relu-grad]   # exactly the test cells that must fail
       breaks: [6ac5f29e]               # optional: ids of cells that are not tests but raise with the bug
+      may_break: [b059a85e]            # optional: ids of cells that raise only on a slow machine
 The module notebook from source/ (hidden tests included) runs with the reference solutions of the
 earlier modules beside it, as `tito module complete` and the grader run it; all variants of one module
 run in one kernel, reset between them (a kernel start per variant was most of this file's time).
@@ -105,10 +106,12 @@ def test_wrong_variant_loses_exactly_the_points_of_the_tests_that_cover_it(modul
         f"{variant['name']}: expected exactly {sorted(variant['fails'])} to fail, got {failed}\n"
         + "\n".join(f"  {r.grade_id}: {r.error}" for r in results if not r.passed)
     )
-    broken = sorted(name.split("(id ")[-1].rstrip(")") for name, _ in other_errors)
-    assert broken == sorted(str(b) for b in variant.get("breaks", [])), (  # an id of digits reads as an int
+    broken = {name.split("(id ")[-1].rstrip(")") for name, _ in other_errors}
+    listed = {str(b) for b in variant.get("breaks", [])}  # an id of digits reads as an int
+    may = {str(b) for b in variant.get("may_break", [])}  # a cell that fails or not with the machine's speed
+    assert listed <= broken <= listed | may, (
         f"{variant['name']}: cells that are not tests raised: {other_errors or 'none'}; "
-        f"the variant lists {variant.get('breaks', [])} (an error outside the tests must be expected)"
+        f"the variant lists {sorted(listed)} (an error outside the tests must be expected)"
     )
 
 
