@@ -24,7 +24,6 @@ import json
 import math
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -66,17 +65,6 @@ def one_seed(seed, package, model_source):
     )
 
 
-def reference_package(build):
-    from tito.course import milestone
-    from tito.notebook import build_tinytorch
-
-    package, report = build_tinytorch(REPO / "source", milestone(3).requires, build)
-    problems = [p for found in report.values() for p in found]
-    if problems:
-        sys.exit("the reference solutions do not export cleanly: " + "; ".join(problems))
-    return package
-
-
 def main():
     ap = argparse.ArgumentParser(description="Milestone 3's judge on many seeds: the distribution and its margins")
     ap.add_argument("--seeds", default="0-9", help="e.g. 0-9 or 0,3,7 (default 0-9)")
@@ -91,38 +79,38 @@ def main():
         return
 
     from milestones.generation import test_chatgpt_milestone as m3
+    from milestones.judge import reference_package
+    from tito.course import milestone
 
-    with tempfile.TemporaryDirectory(prefix="gpt-seeds-") as build:
-        package = args.package or str(reference_package(build))
-        seeds = seeds_from(args.seeds)
-        print(f"Milestone 3's judge on seeds {args.seeds}, {args.jobs} at a time, Python {sys.version.split()[0]}")
-        print(
-            f"{'seed':>4} {'parse':>6} {'compile':>8} {'new':>5} {'loss':>6} {'train s':>8} {'total s':>8}", flush=True
-        )
-        command = [sys.executable, __file__, "--package", package]
-        if args.model_source:
-            command += ["--model-source", args.model_source]
-        waiting, running, rows = list(seeds), [], []
-        while waiting or running:
-            while waiting and len(running) < args.jobs:
-                seed = waiting.pop(0)
-                cmd = command + ["--one-seed", str(seed)]
-                running.append((seed, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
-            time.sleep(1)
-            for seed, proc in [r for r in running if r[1].poll() is not None]:
-                running.remove((seed, proc))
-                out, err = proc.communicate()
-                lines = out.strip().splitlines()
-                if proc.returncode or not lines:
-                    print(f"{seed:>4} failed: {(err.strip().splitlines() or ['no output'])[-1]}", flush=True)
-                    continue
-                r = json.loads(lines[-1])
-                rows.append(r)
-                print(
-                    f"{seed:>4} {r['parse']:>6.1%} {r['compile']:>8.1%} {r['new']:>5.0%} {r['loss']:>6.3f} "
-                    f"{r['train_s']:>8.0f} {r['total_s']:>8.0f}",
-                    flush=True,
-                )
+    # the course's reference package (exported once, removed at exit) unless another was given
+    package = args.package or str(reference_package(milestone(3).requires, judged=None))
+    seeds = seeds_from(args.seeds)
+    print(f"Milestone 3's judge on seeds {args.seeds}, {args.jobs} at a time, Python {sys.version.split()[0]}")
+    print(f"{'seed':>4} {'parse':>6} {'compile':>8} {'new':>5} {'loss':>6} {'train s':>8} {'total s':>8}", flush=True)
+    command = [sys.executable, __file__, "--package", package]
+    if args.model_source:
+        command += ["--model-source", args.model_source]
+    waiting, running, rows = list(seeds), [], []
+    while waiting or running:
+        while waiting and len(running) < args.jobs:
+            seed = waiting.pop(0)
+            cmd = command + ["--one-seed", str(seed)]
+            running.append((seed, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
+        time.sleep(1)
+        for seed, proc in [r for r in running if r[1].poll() is not None]:
+            running.remove((seed, proc))
+            out, err = proc.communicate()
+            lines = out.strip().splitlines()
+            if proc.returncode or not lines:
+                print(f"{seed:>4} failed: {(err.strip().splitlines() or ['no output'])[-1]}", flush=True)
+                continue
+            r = json.loads(lines[-1])
+            rows.append(r)
+            print(
+                f"{seed:>4} {r['parse']:>6.1%} {r['compile']:>8.1%} {r['new']:>5.0%} {r['loss']:>6.3f} "
+                f"{r['train_s']:>8.0f} {r['total_s']:>8.0f}",
+                flush=True,
+            )
     if not rows:
         sys.exit("no seed finished")
     parse = np.array([r["parse"] for r in rows])
