@@ -30,7 +30,9 @@ mean and std of milestone.yml) and initialise their weights as tinytorch's layer
 zero biases), from a generator of their own. For each contender the script prints the seconds per
 epoch (data pipeline included, evaluation excluded), the test accuracy on all 10,000 test images after
 each epoch, the training time until the first epoch at >= 65% (Milestone 2's threshold), and the peak
-memory (ru_maxrss) of its process, then a table side by side and the ratios of the mean epoch times.
+memory (ru_maxrss) of its process, then a table side by side and the ratios of the mean epoch times,
+and for each contender the GFLOP/s its matrix products reach (epoch_flops(), about 1.7 TFLOP per epoch,
+over its CPU seconds) beside this machine's one-thread float32 GEMM peak (benchmarks/gemm_peak.py).
 Seconds are wall-clock time; the CPU seconds beside them (time.process_time) show how much of it the
 contender really ran, which matters on a machine shared with other work.
 
@@ -81,6 +83,7 @@ import yaml  # noqa: E402
 from numpy.lib.stride_tricks import as_strided, sliding_window_view  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo, when not installed
+from benchmarks.gemm_peak import gemm_peak_gflops, rate_line  # noqa: E402
 from tito.course import REPO  # noqa: E402
 
 MILESTONE = yaml.safe_load((REPO / "milestones" / "revolution" / "milestone.yml").read_text())
@@ -100,6 +103,19 @@ def configuration(name, epochs=None):
     if epochs:
         cfg["epochs"] = epochs
     return cfg
+
+
+def epoch_flops(cfg, images=50_000):
+    """The matrix-product arithmetic of one training epoch (forward and backward; the first convolution
+    computes no input gradient): 2 * rows * inner * columns per product."""
+    n, size, cin, step = cfg["batch_size"], 32, 3, 0
+    for k, c in enumerate(cfg["channels"]):
+        product = 2 * n * size * size * 9 * cin * c  # im2col rows (N*H*W) x (9*Cin) times (9*Cin) x Cout
+        step += product * (2 if k == 0 else 3)  # forward, weight gradient, input gradient
+        size, cin = size // 2, c
+    dims = [size * size * cin] + ([cfg["hidden"]] if cfg["hidden"] else []) + [10]
+    step += sum(3 * 2 * n * a * b for a, b in zip(dims[:-1], dims[1:]))
+    return step * (images // n)
 
 
 def describe(cfg):
@@ -649,6 +665,11 @@ def main():
                 f"tinytorch / {CONTENDERS[other]} seconds per epoch: {mean['tinytorch'] / mean[other]:.2f}x "
                 f"(mean wall-clock time; CPU time: {cpu['tinytorch'] / cpu[other]:.2f}x)"
             )
+
+    peak = gemm_peak_gflops()
+    print(f"this machine's float32 GEMM peak, one BLAS thread (1024 x 1024 matrices): {peak:.0f} GFLOP/s")
+    for name, seconds in cpu.items():
+        print(rate_line(f"{CONTENDERS[name]:>9}", epoch_flops(cfg), seconds, peak) + " (CPU time per epoch)")
 
     goal, budget = cfg["target"]
     verdicts = []

@@ -48,7 +48,9 @@ cropped to the last `context` tokens; the same sampling loop and random draws fo
 sample_ids(); each contender only supplies its logits for the window). Reported: functions per second
 the share that ast.parse reads as exactly one FunctionDef (what the judge counts) and the share that
 also compile()s (the judge's read_function; nothing generated is ever executed). Then a table side by side, the ratios of the
-seconds per step (tinytorch / numpy, tinytorch / PyTorch) and the first 3 samples of each contender.
+seconds per step (tinytorch / numpy, tinytorch / PyTorch), the GFLOP/s each contender's matrix products
+reach (step_flops(), about 23 GFLOP per step, over its median CPU seconds) beside this machine's one-thread
+float32 GEMM peak (benchmarks/gemm_peak.py), and the first 3 samples of each contender.
 
 Configurations (--config; the recipe is milestones/generation/milestone.yml's judge section):
   judge  Milestone 3's model and recipe: 4 layers, d_model 128, 4 heads, context 128, batch 32, AdamW
@@ -89,6 +91,7 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo, when not installed
+from benchmarks.gemm_peak import gemm_peak_gflops, rate_line  # noqa: E402
 from tito.course import REPO  # noqa: E402
 
 MILESTONE = yaml.safe_load((REPO / "milestones" / "generation" / "milestone.yml").read_text())
@@ -99,6 +102,15 @@ GELU_C = math.sqrt(2 / math.pi)
 TIMING_WARMUP = 5  # steps left out of the median seconds per step
 CHECK_BATCH, CHECK_STEPS, CHECK_RTOL = 8, 3, 1e-4
 SHOWN_LINES = 20  # of each sample printed at the end
+
+
+def step_flops(cfg, vocab_size=97):
+    """The matrix-product arithmetic of one training step, forward and backward (3x the forward): per
+    block the q/k/v, output and two feed-forward products, the attention scores q k^T and their
+    weighted sum of v; the head (the embedding gradient is a one-hot product, left out)."""
+    tokens, C, T = cfg["batch_size"] * cfg["context"], cfg["d_model"], cfg["context"]
+    block = 2 * tokens * C * (3 * C + C + 4 * C + 4 * C) + 2 * (2 * tokens * T * C)
+    return 3 * (cfg["n_layers"] * block + 2 * tokens * C * vocab_size)
 
 
 def configuration(name, steps=None, samples=None):
@@ -873,6 +885,12 @@ def main():
                 f"tinytorch / {CONTENDERS[other]} seconds per step: {wall / wall_o:.2f}x "
                 f"(median wall-clock time; CPU time: {cpu / cpu_o:.2f}x)"
             )
+    peak = gemm_peak_gflops()
+    print(f"this machine's float32 GEMM peak, one BLAS thread (1024 x 1024 matrices): {peak:.0f} GFLOP/s")
+    for name, r in by_name.items():
+        print(
+            rate_line(f"{CONTENDERS[name]:>9}", step_flops(cfg), per_step(r)[1], peak) + " (median CPU time per step)"
+        )
     for r in by_name.values():
         print(f"\n{CONTENDERS[r['name']]}: the first {len(r['examples'])} samples")
         for example in r["examples"]:

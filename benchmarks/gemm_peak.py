@@ -1,0 +1,30 @@
+"""What one BLAS thread of this machine can do: the float32 GEMM rate the benchmarks compare against.
+
+The benchmarks count the matrix-product arithmetic of a training step (forward and backward) and divide
+it by the measured time: the achieved GFLOP/s, and its share of this peak, show how much of a step is
+spent outside the matrix products (elementwise work, copies, Python).
+"""
+
+import time
+
+import numpy as np
+
+
+def gemm_peak_gflops(n=1024, repeat=5):
+    """The best of `repeat` float32 (n x n) @ (n x n) products, in GFLOP/s (call with one BLAS thread set)."""
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    a @ a  # warm up
+    best = min(_seconds(lambda: a @ a) for _ in range(repeat))
+    return 2 * n**3 / best / 1e9
+
+
+def _seconds(work):
+    start = time.perf_counter()
+    work()
+    return time.perf_counter() - start
+
+
+def rate_line(name, flops, seconds, peak):
+    """One line: the contender's achieved GFLOP/s and its share of the GEMM peak."""
+    rate = flops / seconds / 1e9
+    return f"{name}: {rate:.1f} GFLOP/s in its matrix products, {rate / peak:.0%} of the GEMM peak"
