@@ -42,6 +42,9 @@ from traitlets import Bool
 from tito.grading import Outcome
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+# Fork each job from a server that imported the grader once; False: a fresh interpreter per job
+# (benchmarks/class_grading.py measures both).
+FORK_JOBS = "forkserver" in multiprocessing.get_all_start_methods()
 FINGERPRINT = ".tito-graded"  # in autograded/<student>/<assignment>/: what was graded
 
 
@@ -75,7 +78,7 @@ def is_graded(root, student, assignment, folder):
 
 def grade_job(root, student, assignment, timeout=None):
     """Grade one submission in a new process; its Outcome (a crash of the process is an outcome too)."""
-    if "forkserver" in multiprocessing.get_all_start_methods() and not multiprocessing.current_process().daemon:
+    if FORK_JOBS and not multiprocessing.current_process().daemon:
         return _forked_job(root, student, assignment, timeout)
     env = {**os.environ, **ONE_THREAD}
     try:
