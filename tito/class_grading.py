@@ -113,7 +113,9 @@ def _forked_job(root, student, assignment, timeout):
     context = _forkserver()
     receive, send = context.Pipe(duplex=False)
     env = {**os.environ, **ONE_THREAD}  # today's environment, not the one the server started with
-    proc = context.Process(target=_forked_main, args=(str(root), student, assignment, env, send))
+    handle, output = tempfile.mkstemp(prefix="tito-grading-")  # its output and its kernels', out of the terminal
+    os.close(handle)
+    proc = context.Process(target=_forked_main, args=(str(root), student, assignment, env, output, send))
     proc.start()
     send.close()  # the child holds the only writing end: its exit ends the pipe
     try:
@@ -123,15 +125,21 @@ def _forked_job(root, student, assignment, timeout):
         return Outcome(**receive.recv())
     except EOFError:  # it ended without an outcome
         proc.join()
-        return Outcome(student, assignment, False, message=f"the grading process failed (exit code {proc.exitcode})")
+        tail = Path(output).read_text(errors="replace").strip().splitlines()[-3:]
+        why = " | ".join(tail) or f"exit code {proc.exitcode}"
+        return Outcome(student, assignment, False, message=f"the grading process failed: {why}")
     finally:
         receive.close()
         proc.join()
+        os.unlink(output)
 
 
-def _forked_main(root, student, assignment, env, send):
+def _forked_main(root, student, assignment, env, output, send):
     os.environ.clear()
     os.environ.update(env)
+    with open(output, "ab", buffering=0) as out:  # as a fresh interpreter's output was captured; the kernels
+        for stream in (1, 2):  # it starts inherit these descriptors
+            os.dup2(out.fileno(), stream)
     send.send(_grade_one(root, student, assignment))
     send.close()
 
