@@ -83,7 +83,7 @@ import yaml  # noqa: E402
 from numpy.lib.stride_tricks import as_strided, sliding_window_view  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo, when not installed
-from benchmarks.gemm_peak import gemm_peak_gflops, rate_line  # noqa: E402
+from benchmarks.gemm_peak import print_rates  # noqa: E402
 from tito.course import REPO  # noqa: E402
 
 MILESTONE = yaml.safe_load((REPO / "milestones" / "revolution" / "milestone.yml").read_text())
@@ -666,10 +666,7 @@ def main():
                 f"(mean wall-clock time; CPU time: {cpu['tinytorch'] / cpu[other]:.2f}x)"
             )
 
-    peak = gemm_peak_gflops()
-    print(f"this machine's float32 GEMM peak, one BLAS thread (1024 x 1024 matrices): {peak:.0f} GFLOP/s")
-    for name, seconds in cpu.items():
-        print(rate_line(f"{CONTENDERS[name]:>9}", epoch_flops(cfg), seconds, peak) + " (CPU time per epoch)")
+    print_rates([(CONTENDERS[name], epoch_flops(cfg), seconds) for name, seconds in cpu.items()], "CPU time per epoch")
 
     goal, budget = cfg["target"]
     verdicts = []

@@ -24,7 +24,11 @@ def _seconds(work):
     return time.perf_counter() - start
 
 
-def rate_line(name, flops, seconds, peak):
-    """One line: the contender's achieved GFLOP/s and its share of the GEMM peak."""
-    rate = flops / seconds / 1e9
-    return f"{name}: {rate:.1f} GFLOP/s in its matrix products, {rate / peak:.0%} of the GEMM peak"
+def print_rates(rows, per):
+    """This machine's GEMM peak, then for each (name, flops, CPU seconds) in rows the GFLOP/s its matrix
+    products reach and their share of the peak; `per` says what the seconds are of."""
+    peak = gemm_peak_gflops()
+    print(f"this machine's float32 GEMM peak, one BLAS thread (1024 x 1024 matrices): {peak:.0f} GFLOP/s")
+    for name, flops, seconds in rows:
+        rate = flops / seconds / 1e9
+        print(f"{name:>9}: {rate:.1f} GFLOP/s in its matrix products, {rate / peak:.0%} of the GEMM peak ({per})")

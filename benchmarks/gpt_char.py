@@ -91,7 +91,7 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo, when not installed
-from benchmarks.gemm_peak import gemm_peak_gflops, rate_line  # noqa: E402
+from benchmarks.gemm_peak import print_rates  # noqa: E402
 from tito.course import REPO  # noqa: E402
 
 MILESTONE = yaml.safe_load((REPO / "milestones" / "generation" / "milestone.yml").read_text())
@@ -885,12 +885,8 @@ def main():
                 f"tinytorch / {CONTENDERS[other]} seconds per step: {wall / wall_o:.2f}x "
                 f"(median wall-clock time; CPU time: {cpu / cpu_o:.2f}x)"
             )
-    peak = gemm_peak_gflops()
-    print(f"this machine's float32 GEMM peak, one BLAS thread (1024 x 1024 matrices): {peak:.0f} GFLOP/s")
-    for name, r in by_name.items():
-        print(
-            rate_line(f"{CONTENDERS[name]:>9}", step_flops(cfg), per_step(r)[1], peak) + " (median CPU time per step)"
-        )
+    rows = [(CONTENDERS[name], step_flops(cfg), per_step(r)[1]) for name, r in by_name.items()]
+    print_rates(rows, "median CPU time per step")
     for r in by_name.values():
         print(f"\n{CONTENDERS[r['name']]}: the first {len(r['examples'])} samples")
         for example in r["examples"]:

@@ -78,25 +78,33 @@ def is_graded(root, student, assignment, folder):
 
 def grade_job(root, student, assignment, timeout=None):
     """Grade one submission in a new process; its Outcome (a crash of the process is an outcome too)."""
-    if FORK_JOBS and not multiprocessing.current_process().daemon:
-        return _forked_job(root, student, assignment, timeout)
-    env = {**os.environ, **ONE_THREAD}
+    env = {**os.environ, **ONE_THREAD}  # today's environment, whichever way the process starts
+    run = _forked_job if FORK_JOBS and not multiprocessing.current_process().daemon else _fresh_job
     try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "tito.class_grading", str(root), student, assignment],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=timeout,
-        )
+        outcome, output = run(root, student, assignment, env, timeout)
     except subprocess.TimeoutExpired:
         return Outcome(student, assignment, False, message=f"grading took longer than {timeout} s and was stopped")
+    try:
+        return Outcome(**outcome)
+    except TypeError:  # no outcome, or not one
+        tail = output.strip().splitlines()[-3:]
+        return Outcome(student, assignment, False, message=f"the grading process failed: {' | '.join(tail)}")
+
+
+def _fresh_job(root, student, assignment, env, timeout):
+    """(outcome dict or None, its output): a new interpreter, `python -m tito.class_grading ...`."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "tito.class_grading", str(root), student, assignment],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
     lines = proc.stdout.strip().splitlines()
     try:
-        return Outcome(**json.loads(lines[-1]))
-    except (IndexError, json.JSONDecodeError, TypeError):
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        return Outcome(student, assignment, False, message=f"the grading process failed: {' | '.join(tail)}")
+        return json.loads(lines[-1]), proc.stderr or proc.stdout
+    except (IndexError, json.JSONDecodeError):
+        return None, proc.stderr or proc.stdout
 
 
 @functools.cache
@@ -108,11 +116,10 @@ def _forkserver():
     return context
 
 
-def _forked_job(root, student, assignment, timeout):
-    """grade_job in a process forked from a server that has imported the grader already."""
+def _forked_job(root, student, assignment, env, timeout):
+    """(outcome dict or None, its output): a process forked from the server that imported the grader."""
     context = _forkserver()
     receive, send = context.Pipe(duplex=False)
-    env = {**os.environ, **ONE_THREAD}  # today's environment, not the one the server started with
     handle, output = tempfile.mkstemp(prefix="tito-grading-")  # its output and its kernels', out of the terminal
     os.close(handle)
     proc = context.Process(target=_forked_main, args=(str(root), student, assignment, env, output, send))
@@ -121,13 +128,11 @@ def _forked_job(root, student, assignment, timeout):
     try:
         if not receive.poll(timeout):
             proc.kill()
-            return Outcome(student, assignment, False, message=f"grading took longer than {timeout} s and was stopped")
-        return Outcome(**receive.recv())
+            raise subprocess.TimeoutExpired(f"grading {student} {assignment}", timeout)
+        return receive.recv(), ""
     except EOFError:  # it ended without an outcome
         proc.join()
-        tail = Path(output).read_text(errors="replace").strip().splitlines()[-3:]
-        why = " | ".join(tail) or f"exit code {proc.exitcode}"
-        return Outcome(student, assignment, False, message=f"the grading process failed: {why}")
+        return None, Path(output).read_text(errors="replace").strip() or f"exit code {proc.exitcode}"
     finally:
         receive.close()
         proc.join()
