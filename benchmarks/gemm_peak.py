@@ -5,9 +5,12 @@ it by the measured time: the achieved GFLOP/s, and its share of this peak, show 
 spent outside the matrix products (elementwise work, copies, Python).
 """
 
+import os
 import time
 
 import numpy as np
+
+from tito import KEEP_FREED_MEMORY
 
 
 def gemm_peak_gflops(n=1024, repeat=5):
@@ -32,3 +35,23 @@ def print_rates(rows, per):
     for name, flops, seconds in rows:
         rate = flops / seconds / 1e9
         print(f"{name:>9}: {rate:.1f} GFLOP/s in its matrix products, {rate / peak:.0%} of the GEMM peak ({per})")
+
+
+def add_malloc_option(parser):
+    parser.add_argument(
+        "--default-malloc",
+        action="store_true",
+        help="train every contender with glibc's default malloc instead of tito's KEEP_FREED_MEMORY "
+        "(freed memory kept for reuse), to see what that setting saves",
+    )
+
+
+def apply_malloc_option(args):
+    """Set the allocator every contender process starts with (the same for all); say which it is."""
+    if args.default_malloc:
+        os.environ["TINYTORCH_MALLOC"] = "default"  # tito leaves glibc alone in the contenders
+        for var in KEEP_FREED_MEMORY:
+            os.environ.pop(var, None)
+        return "glibc's default malloc (freed memory handed back to the OS)"
+    os.environ.update(KEEP_FREED_MEMORY)
+    return "freed memory kept for reuse (" + ", ".join(f"{k}={v}" for k, v in KEEP_FREED_MEMORY.items()) + ")"

@@ -91,7 +91,7 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo, when not installed
-from benchmarks.gemm_peak import print_rates  # noqa: E402
+from benchmarks.gemm_peak import add_malloc_option, apply_malloc_option, print_rates  # noqa: E402
 from tito.course import REPO  # noqa: E402
 
 MILESTONE = yaml.safe_load((REPO / "milestones" / "generation" / "milestone.yml").read_text())
@@ -852,6 +852,7 @@ def main():
         "--check", action="store_true", help="compare losses, gradients and updates; exit 1 if they disagree"
     )
     ap.add_argument("--package", help="an exported tinytorch package folder to use instead of exporting source/")
+    add_malloc_option(ap)
     ap.add_argument("--contender", choices=list(CONTENDERS), help=argparse.SUPPRESS)  # internal: one child process
     args = ap.parse_args()
     cfg = configuration(args.config, args.steps, args.samples)
@@ -866,6 +867,7 @@ def main():
     if unknown:
         ap.error(f"unknown contender(s) {unknown}; choose from {', '.join(CONTENDERS)}")
     print(f"Character-level GPT, config {args.config}: {describe(cfg)}")
+    print(f"every contender's process: one BLAS thread, {apply_malloc_option(args)}")
     results = []
     for name in [n for n in CONTENDERS if n in names]:
         if name == "torch" and importlib.util.find_spec("torch") is None:

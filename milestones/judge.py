@@ -62,6 +62,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tito import KEEP_FREED_MEMORY
 from tito.checks import to_numpy
 from tito.errors import name_unwritten, student_traceback
 
@@ -527,7 +528,10 @@ def run_student_process(milestone, package, model_source, recipe, inputs, log=pr
         if sandbox is not None:
             # the sandbox's own time limits are a backstop: the time budget below stops it first
             limits = replace(sandbox, cpu_s=int(budget) + 60, wall_s=int(budget) + 60)
-            argv = _sandboxed(argv, work, package, limits, {"TQDM_MININTERVAL": env["TQDM_MININTERVAL"]})
+            # inside, only the allocator (tito/__init__.py) and progress-bar settings are passed on
+            kept = [*KEEP_FREED_MEMORY, "TINYTORCH_MALLOC", "TQDM_MININTERVAL"]
+            inside = {k: env[k] for k in kept if k in env}
+            argv = _sandboxed(argv, work, package, limits, inside)
         proc = subprocess.Popen(
             argv,
             cwd=work,
