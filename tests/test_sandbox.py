@@ -72,3 +72,13 @@ def test_an_endless_loop_is_killed_at_the_wall_clock_limit(tmp_path):
     start = time.monotonic()
     proc = run(tmp_path, "while True:\n    pass", limits=Limits(wall_s=3))
     assert proc.returncode in (-9, 137) and time.monotonic() - start < 15, (proc.returncode, proc.stderr)  # SIGKILL
+
+
+def test_a_bwrap_that_cannot_make_namespaces_is_reported_not_used(tmp_path, monkeypatch):
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "bwrap").write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
+    (fake / "bwrap").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
+    reason = available()
+    assert reason is not None and "No permissions to create new namespace" in reason, reason

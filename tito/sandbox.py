@@ -16,6 +16,7 @@ never silent (see grading_problem and SandboxCheck, which nbgrader_config.py put
 import functools
 import os
 import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +52,27 @@ def available():
     for program in ["bwrap", "prlimit", "setpriv", "timeout", "env"]:
         if not shutil.which(program):
             return f"{program} is not installed (Debian: apt-get install bubblewrap util-linux coreutils)"
-    return None
+    return _bwrap_cannot_start(shutil.which("bwrap"))
+
+
+@functools.cache
+def _bwrap_cannot_start(bwrap):
+    """Why this bwrap cannot make the namespaces every sandboxed run needs, or None. Installed is not
+    enough: in many containers (Docker's default seccomp, Kubernetes pods, Ubuntu's AppArmor rules)
+    bwrap exists but may not unshare, and every graded submission would then fail as if its code had."""
+    probe = [bwrap, "--die-with-parent", "--new-session", "--unshare-net", "--unshare-pid", "--unshare-ipc"]
+    probe += ["--unshare-uts", "--ro-bind", "/", "/", "true"]
+    try:
+        proc = subprocess.run(probe, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return f"bwrap could not be run ({err})"
+    if proc.returncode == 0:
+        return None
+    said = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+    return (
+        f"bwrap is installed but cannot create its namespaces here ({said}); in a container, allow "
+        "unprivileged user namespaces (or grade on a virtual machine)"
+    )
 
 
 def _parents(path):
