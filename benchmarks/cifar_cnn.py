@@ -41,7 +41,7 @@ Configurations (--config):
          Conv2d 3x3 - BatchNorm2d - MaxPool2d - ReLU with 24/48/96 channels, Linear(1536, 10); Adam
          with OneCycleLR (max_lr 3e-3, pct_start 0.3, div_factor 25, final_div_factor 1e4), batch 128,
          random horizontal flips, 3 epochs.
-  long   a larger model meant to pass 80% within 15 minutes of training: 3 blocks with 32/64/128
+  long   a larger model meant to pass 80% (not yet measured to the end): 3 blocks with 32/64/128
          channels, then Linear(2048, 256) - ReLU - Linear(256, 10); the same Adam one-cycle schedule
          (max_lr 3e-3), random flips and RandomCrop(32, padding=4), 15 epochs. In tinytorch:
              Sequential(
