@@ -15,10 +15,11 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 # Keep freed memory for reuse. A training step allocates and frees the same few hundred MB of arrays;
 # by default glibc's malloc hands large freed blocks back to the OS, and the kernel zero-fills fresh
-# pages for the next step. Measured on one core, side by side: a Milestone 2 epoch takes 29% less time
-# without those page faults (70.6 s -> 50.6 s), a Milestone 3 step 20% less (0.546 s -> 0.437 s). PyTorch avoids them with a caching allocator; these two
-# glibc settings do it for numpy (other platforms' allocators ignore them): as variables for every
-# process started from here (kernels, the judge's training process), and through mallopt for this one.
+# pages for the next step. Measured on one core, side by side: without those page faults a Milestone 2
+# epoch takes 29% less time (70.6 s -> 50.6 s), a Milestone 3 step 20% less (0.546 s -> 0.437 s).
+# PyTorch avoids them with a caching allocator; these two glibc settings do it for numpy (other
+# platforms' allocators ignore them): as variables for every process started from here (kernels,
+# the judge's training process), and through mallopt for this one.
 # TINYTORCH_MALLOC=default leaves glibc as it is (the benchmarks' --default-malloc measures the gain).
 KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
 if os.environ.get("TINYTORCH_MALLOC") != "default":
