@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import nbclient
 import nbformat
@@ -18,6 +19,15 @@ class CellResult:
     points: float
     passed: bool
     error: str = ""
+
+
+class CellError(NamedTuple):
+    """An error in a cell that is not a test: where it is for a reader ("cell N (id ...)" counting from
+    1, or its grade id), the error, and the key a list of expected errors names it by (grade or cell id)."""
+
+    where: str
+    error: str
+    key: str
 
 
 def _error_of(cell, timeout):
@@ -59,7 +69,7 @@ def run_versions(folder, notebooks, through_last_test=False):
     cell imports a fresh tinytorch for each, so a version sees nothing of the one before. A kernel that
     dies is started again for the next version. through_last_test: stop after the last test cell (the
     "try it" cells after it decide no test). Yields, per version, a CellResult per test cell and the
-    errors of the other cells as (grade id, or "cell N (id ...)" counting from 1, error)."""
+    errors of the other cells as CellErrors."""
     client = nbclient.NotebookClient(
         nbformat.v4.new_notebook(),
         timeout_func=cell_timeout,
@@ -112,5 +122,6 @@ def _results(nb):
         if meta.get("grade"):
             results.append(CellResult(meta["grade_id"], meta.get("points", 0), not error, error))
         elif error:
-            other_errors.append((meta.get("grade_id") or f"cell {index + 1} (id {cell.get('id', '?')})", error))
+            key = meta.get("grade_id") or str(cell.get("id", "?"))
+            other_errors.append(CellError(meta.get("grade_id") or f"cell {index + 1} (id {key})", error, key))
     return results, other_errors

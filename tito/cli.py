@@ -64,7 +64,7 @@ def cmd_module_complete(args):
         say(f"   {'✓' if r.passed else '✗'} {r.grade_id}" + ("" if r.passed else f"  — {r.error}"))
     passed = sum(r.passed for r in results)
     if setup_error:
-        say(f"   note: {setup_error[0]} raised {setup_error[1]}")
+        say(f"   note: {setup_error.where} raised {setup_error.error}")
 
     say(f"3. Importing {module} from your tinytorch package ...")
     import_error = _import_check(package.parent, module, workspace)
