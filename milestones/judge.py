@@ -274,7 +274,7 @@ def speed_check(tinytorch, model, first_step, run_step, total_steps, budget_s, l
         return f"{seconds / 60:.0f} min" if seconds < 5940 else f"{seconds / 3600:.1f} hours"
 
     with _profiled(tinytorch, model, profile):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         try:
             with _time_limit(first_step_limit_s, profile):
                 first_step()  # it also warms up caches
@@ -286,26 +286,38 @@ def speed_check(tinytorch, model, first_step, run_step, total_steps, budget_s, l
                 f"{budget_s / total_steps:.2f} s per step: at this speed it would take more than "
                 f"{minutes(first_step_limit_s * total_steps)}.\nWhere the time went:\n"
                 f"{profile.top(time.perf_counter() - start)}\n"
-                "Look there for Python loops over pixels, channels or images: one numpy operation on "
-                "the whole batch (strided windows and one matmul for a convolution) does the same work "
-                "hundreds of times faster."
+                + _what_to_look_at(time.process_time() - cpu, time.perf_counter() - start)
             ) from None
         profile.seconds.clear()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for _ in range(2):
             with step("a training step of the speed check"):
                 run_step()
         per_step = (time.perf_counter() - start) / 2
+        cpu_s = time.process_time() - cpu
     estimate = per_step * total_steps
     if estimate > budget_s:
         raise MilestoneFailure(
             f"training would take about {minutes(estimate)} ({total_steps:,} steps at {per_step:.2f} s each); "
             f"the time budget is {minutes(budget_s)}, so it was not started.\nWhere one step spends its time:\n"
-            f"{profile.top(2 * per_step)}\n"
-            "Look there for Python loops over pixels, channels or images where one numpy operation on "
-            "the whole batch would do."
+            f"{profile.top(2 * per_step)}\n" + _what_to_look_at(cpu_s, 2 * per_step)
         )
     log(f"speed check: {per_step:.2f} s per training step, about {minutes(estimate)} for {total_steps:,} steps")
+
+
+def _what_to_look_at(cpu_s, wall_s):
+    """The advice after a speed check's profile: the student's loops, unless the process mostly waited
+    for a CPU (a busy machine makes honest code look slow; its profile says nothing about the code)."""
+    share = cpu_s / wall_s if wall_s > 0 else 1.0
+    if share < 0.5:
+        return (
+            f"This process ran only {share:.0%} of that time: the machine is busy with other work (or the "
+            "code waits on something). Close other programs, or wait for other jobs to finish, and run it again."
+        )
+    return (
+        "Look there for Python loops over pixels, channels or images: one numpy operation on the whole "
+        "batch (strided windows and one matmul for a convolution) does the same work hundreds of times faster."
+    )
 
 
 def _peak_memory_mb():
