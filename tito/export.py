@@ -11,8 +11,6 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import nbformat
-
 EXPORT_MARK = "#| export"
 REPLACES = "replaces:"  # `#| export replaces: SGD` lets a later module replace an earlier name on purpose
 TARGET_MARK = "#| default_exp"
@@ -34,6 +32,10 @@ class ExportedModule:
 
 
 def read_notebook(path):
+    # nbformat is imported here, not at the top: it takes about a second to import (its JSON-schema
+    # validator), and a graded kernel's setup cell imports this module without reading a notebook.
+    import nbformat
+
     path = Path(path)
     if not path.exists():
         raise NotebookError(f"{path.name} not found at {path.parent}")
