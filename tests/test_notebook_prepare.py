@@ -25,6 +25,15 @@ def test_autograding_imports_the_package_the_grader_exported(tmp_path, monkeypat
     assert "the course's reference code of 01_tensor" in capsys.readouterr().out
 
 
+def test_a_graded_kernels_setup_cell_imports_no_notebook_reader():
+    # every graded notebook starts with prepare(): nbformat (its schema validator) took a second to import
+    import subprocess
+    import sys
+
+    code = "import sys, tito.notebook; print(sorted({'nbformat', 'jsonschema'} & set(sys.modules)))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"
+
+
 @pytest.fixture(autouse=True)
 def _forget_tinytorch():
     import sys
