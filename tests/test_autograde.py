@@ -225,6 +225,8 @@ def test_wrong_relu_gradient_costs_exactly_the_relu_gradient_tests_and_the_miles
     for a in ["01_tensor", "02_autograd", "04_layers", "05_dense"]:
         assert outcomes[("cy", a)].score == outcomes[("cy", a)].max_score, a
     assert outcomes[("cy", "milestone_1")].graded and outcomes[("cy", "milestone_1")].score == 0
+    judged = json.dumps(notebook(root, "autograded/cy", "milestone_1").cells)  # the diagnosis names the module
+    assert "Look at your 03_activations: it keeps the model from learning." in judged, judged
 
 
 @foundation
@@ -250,6 +252,7 @@ def test_bad_submissions_are_reported_and_the_rest_is_graded(graded):
 def test_a_student_cell_cannot_fool_the_milestone_judge(graded, trickster):
     judged = milestone_1_scored_zero(graded, trickster)
     assert "Milestone 1 needs 85%" in judged and "Judged by the grader" in judged
+    assert "Look at your build_model cell." in judged  # one hidden unit: the model, not a module
 
 
 @pytest.mark.parametrize("student", MODEL_TRICKS)
@@ -347,7 +350,8 @@ def test_revolution_swapped_conv_weight_gradient_costs_exactly_its_tests_and_mil
         assert outcomes[("cy", a)].score == outcomes[("cy", a)].max_score, a
     o = outcomes[("cy", "milestone_2")]
     assert o.graded and o.score == 0, o
-    assert "Milestone 2 needs 65%" in json.dumps(notebook(root, "autograded/cy", "milestone_2").cells)
+    judged = json.dumps(notebook(root, "autograded/cy", "milestone_2").cells)
+    assert "Milestone 2 needs 65%" in judged and "Look at your 06_spatial: it keeps the model from learning." in judged
 
 
 # ---------------------------------------------------------------------- Modules 12–16, Milestone 3

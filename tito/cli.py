@@ -303,7 +303,7 @@ def cmd_milestone_demo(args):
 def cmd_grade(args):
     """Collect, autograde in parallel, feedback, grades CSV and the curriculum report, for a class."""
     from tito.class_grading import collect, dask_executor, export_grades, generate_feedback, grade_class
-    from tito.grading import integrity_flags, summary
+    from tito.grading import integrity_flags, modules_at_fault, summary
     from tito.release import nbgrader_api
     from tito.report import report
     from tito.sandbox import ALLOW_UNSANDBOXED, grading_problem
@@ -341,7 +341,8 @@ def cmd_grade(args):
     if graded and not args.no_feedback:
         generate_feedback(root, graded)
     say(f"\nGrades: {export_grades(root)}")
-    say("\n" + "\n".join(report(nbgrader_api(root).coursedir.db_url, root / "reports", notes=unsandboxed + flagged)))
+    lines = report(nbgrader_api(root).coursedir.db_url, root / "reports", unsandboxed + flagged, modules_at_fault(root))
+    say("\n" + "\n".join(lines))
     return 0 if all(o.graded for o in outcomes) else 1
 
 

@@ -67,6 +67,10 @@ class GradingExecute(Execute):
     processes = Int(64, help="processes and threads of a kernel").tag(config=True)
     file_mb = Int(200, help="the largest file a kernel may write").tag(config=True)
     tmp_mb = Int(256, help="a kernel's private /tmp").tag(config=True)
+    which_module = Bool(
+        True,
+        help="after a milestone fails below its threshold, find the student's module at fault with short trainings",
+    ).tag(config=True)
 
     def preprocess(self, nb, resources=None, km=None):
         from tito.course import MODULES, milestones, prerequisites
@@ -275,7 +279,7 @@ class GradingExecute(Execute):
 
     def _run_judge(self):
         """Judge the submitted notebooks in the grader's process; the outputs the judge cell shows."""
-        from milestones.judge import MilestoneFailure, judge_notebooks
+        from milestones.judge import BelowThreshold, MilestoneFailure, judge_notebooks
 
         model_id = self._judge_cell()["model_cell"]
         model = [c.source for c in self._nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == model_id]
@@ -296,9 +300,31 @@ class GradingExecute(Execute):
                 sandbox=self._limits(),
                 reference=self._source_folder(),  # the course's layers judge the weights, never the student's
             )
+        except BelowThreshold as err:
+            outputs.append(_error_output("MilestoneFailure", str(err) + self._which_module(model[0])))
         except MilestoneFailure as err:
             outputs.append(_error_output("MilestoneFailure", str(err)))
         return [NotebookNode(output_type="stream", name="stdout", text="\n".join(lines) + "\n"), *outputs]
+
+    def _which_module(self, model_source):
+        """The diagnosis after a below-threshold failure (milestones.diagnosis), recorded in the graded
+        notebook's metadata for the report; the text the student is shown, or ""."""
+        from milestones.diagnosis import module_at_fault
+
+        if not self.which_module:
+            return ""
+        module, verdict = module_at_fault(
+            self._judge.judge_file(),
+            self._notebooks,
+            self._source_folder(),
+            self._judge.requires,
+            model_source,
+            sandbox=self._limits(),
+            log=lambda *_: None,
+        )
+        if module:
+            self._nb.metadata["tito"]["at_fault"] = module
+        return f"\n\n{verdict}" if verdict else ""
 
 
 def _is_solution(cell):
@@ -401,6 +427,28 @@ def integrity_flags(root, outcomes):
             0, "⚑ Flagged for review: code that reaches into the testing machinery (not run, its tests scored 0):"
         )
     return lines
+
+
+def modules_at_fault(root):
+    """{milestone: {module: failures}} from every autograded milestone notebook the diagnosis named a
+    module in (milestones.diagnosis; "build_model" when the model itself was at fault)."""
+    from tito.course import milestones
+
+    coursedir = nbgrader_api(root).coursedir
+    autograded = Path(coursedir.format_path(coursedir.autograded_directory, ".", ".")).resolve()
+    students = sorted(p.name for p in autograded.iterdir() if p.is_dir()) if autograded.is_dir() else []
+    counts = {}
+    for m, student in ((m, s) for m in milestones() for s in students):
+        folder = Path(coursedir.format_path(coursedir.autograded_directory, student, m.assignment))
+        for path in sorted(folder.glob("*.ipynb")):  # written by the grader only
+            try:
+                module = read_notebook(path).metadata.get("tito", {}).get("at_fault")
+            except NotebookError:
+                continue
+            if module:
+                counts.setdefault(m.assignment, {}).setdefault(module, 0)
+                counts[m.assignment][module] += 1
+    return counts
 
 
 def summary(outcomes):

@@ -185,9 +185,10 @@ def plot_funnel(grades, path):
     return path
 
 
-def report(db_url, out_dir, notes=()):
+def report(db_url, out_dir, notes=(), at_fault=None):
     """The terminal report as lines; writes heatmap.png and funnel.png into out_dir. notes: lines that
-    head the report and are saved with it in report.txt (e.g. that grading ran without the sandbox)."""
+    head the report and are saved with it in report.txt (e.g. that grading ran without the sandbox).
+    at_fault: {milestone: {module: failures}} (tito.grading.modules_at_fault)."""
     grades = read_gradebook(db_url)
     n = len(grades.students)
     if not n or not grades.tests:
@@ -215,6 +216,12 @@ def report(db_url, out_dir, notes=()):
         ]
         if not rows:
             lines.append("  every student who tried it had completed its modules")
+    for milestone, modules in sorted((at_fault or {}).items()):
+        lines += ["", f"Failed {milestone}: the module found at fault (short trainings with the course's modules):"]
+        lines += [
+            f"  {module:<16} {count:>4} {'#' * count}"
+            for module, count in sorted(modules.items(), key=lambda kv: -kv[1])
+        ]
     lines += [
         "",
         f"Figures: {plot_heatmap(grades, out_dir / 'heatmap.png')}",

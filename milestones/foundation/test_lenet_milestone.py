@@ -141,7 +141,8 @@ def train(tinytorch, build_model, X_train, y_train, recipe, log=print):
 
 def train_model(tinytorch, build_model, inputs, recipe, log=print):
     """Student side of the judge: the model trained on the training set (and no other outputs)."""
-    model, report = train(tinytorch, build_model, inputs["X_train"], inputs["y_train"], recipe, log)
+    n = recipe.get("train_images")  # all 60,000 unless fewer are asked for (the diagnosis in grading)
+    model, report = train(tinytorch, build_model, inputs["X_train"][:n], inputs["y_train"][:n], recipe, log)
     return model, {}, report
 
 

@@ -191,7 +191,7 @@ def predict(tinytorch, model, X, recipe, batch_size=1000):
 
 def train_model(tinytorch, build_model, inputs, recipe, log=print):
     """Student side of the judge: the model trained on the training set (and no other outputs)."""
-    n = recipe.get("train_images")  # all 50,000 unless a test asks for fewer
+    n = recipe.get("train_images")  # all 50,000 unless fewer are asked for (a test, the diagnosis)
     model, report = train(tinytorch, build_model, inputs["X_train"][:n], inputs["y_train"][:n], recipe, log)
     return model, {}, report
 
