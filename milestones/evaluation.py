@@ -30,7 +30,7 @@ def _explain(err):
 
 
 def main(job):
-    from milestones.judge import MilestoneFailure
+    from milestones.judge import NOT_FINITE, MilestoneFailure, NotFinite
     from milestones.model_spec import ModelRefused, load_arrays, rebuild
 
     job = Path(job)
@@ -49,7 +49,7 @@ def main(job):
             try:
                 model.eval()
                 produced = milestone.evaluate(tinytorch, model, evaluation, recipe, trained=which == "trained")
-            except ModelRefused:
+            except (ModelRefused, NotFinite):
                 raise
             except Exception as err:
                 raise ModelRefused(_explain(err)) from err
@@ -57,6 +57,8 @@ def main(job):
         np.savez(job / "outputs.npz", **outputs)
     except (ModelRefused, MilestoneFailure) as err:
         (job / "failure.txt").write_text(str(err))
+        if isinstance(err, NotFinite):  # a model that did not learn, as one under the threshold
+            (job / NOT_FINITE).write_text("")
         return 2
     return 0
 

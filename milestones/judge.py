@@ -73,6 +73,11 @@ class MilestoneFailure(AssertionError):
     """The milestone was not reached; the message says which step failed and what to look at."""
 
 
+class NotFinite(MilestoneFailure):
+    """The model's outputs are NaN or inf: training blew up (from the course's layers, a model that did
+    not learn; milestones.evaluation reports it as such)."""
+
+
 class BelowThreshold(MilestoneFailure):
     """The model trained, and the judge's count stayed under the milestone: the one failure whose
     message cannot name the module at fault (milestones.diagnosis looks for it in grading)."""
@@ -114,7 +119,7 @@ def check_logits(out, n, classes, shape_hint):
             f"({n}, {classes}): one score (logit) per class. {shape_hint}"
         )
     if not np.all(np.isfinite(logits)):
-        raise MilestoneFailure(
+        raise NotFinite(
             "the model's outputs contain NaN or inf: training blew up. Look for a learning rate that is "
             "too large, an initialisation with too large weights, or a gradient rule that is off "
             "(run the gradchecks of your modules)."
@@ -354,6 +359,7 @@ def _explain(err):
 
 # The files the student process leaves in its work folder, each with the most bytes the grader reads.
 RESULT, ARRAYS, FAILURE = "result.json", "arrays.bin", "failure.txt"
+NOT_FINITE = "not-finite"  # written by the evaluation process beside failure.txt: the trained model's outputs blew up
 RESULT_LIMIT, FAILURE_LIMIT = 16 << 20, 64 << 10
 LOG_LINES = 5000  # lines of the student process's output passed on to the log; the rest is dropped
 
@@ -662,6 +668,8 @@ def evaluate_models(milestone, reference, result, evaluation, recipe, log=print)
             reader.join(timeout=5)
         if code != 0:
             failure = job / FAILURE
+            if failure.is_file() and (job / NOT_FINITE).is_file():  # no student code ran there: trusted
+                raise BelowThreshold(failure.read_text(), None)
             if failure.is_file():
                 raise MilestoneFailure(failure.read_text())
             tail = "\n".join(lines[-15:])

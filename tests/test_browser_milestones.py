@@ -3,7 +3,8 @@
 A student workspace holds the reference solutions of every module. Each milestone notebook is opened
 and run in JupyterLab up to its milestone check (the check trains again in a fresh process; the
 grader and tests/test_autograde.py cover it). Milestones 2 and 3 train for less in this copy (one
-epoch, 60 steps), as a student trying things out might: the demos need a trained model, not a good one.
+epoch of 5,000 images, 60 steps), as a student trying things out might: the demos need a trained
+model, not a good one.
 Screenshots go to test-artifacts/screenshots/.
 """
 
@@ -29,7 +30,10 @@ CHECKS = {  # the first line of each milestone's check cell: everything above it
     3: "from milestones.generation.test_chatgpt_milestone import check",
 }
 SHORTER = {
-    2: [("epochs = 3", "epochs = 1")],
+    2: [
+        ("epochs = 3", "epochs = 1"),
+        ("ArrayDataset(X_train[:-held_out], y_train[:-held_out])", "ArrayDataset(X_train[:5000], y_train[:5000])"),
+    ],
     3: [("steps = 600", "steps = 60"), ("warmup_steps=50", "warmup_steps=10")],
 }
 

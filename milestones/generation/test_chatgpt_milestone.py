@@ -29,6 +29,7 @@ import yaml
 
 from milestones.judge import (
     MilestoneFailure,
+    NotFinite,
     build_model_from,
     check_notebook,
     check_one_step,
@@ -299,7 +300,7 @@ def _logits(out, shape):
             f"{shape}: one logit per vocabulary entry at every position (the GPT's head is Linear(C, V))."
         )
     if not np.all(np.isfinite(logits)):
-        raise MilestoneFailure(
+        raise NotFinite(
             "the model's logits contain NaN or inf: training blew up. Look for a learning rate that is too "
             "large, a softmax without max-subtraction, or a gradient rule that is off (run the gradchecks)."
         )
