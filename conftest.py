@@ -36,9 +36,9 @@ def reference_tinytorch(tmp_path_factory):
 # last long training (pyproject.toml's --no-loadscope-reorder keeps this order: by default pytest-xdist
 # starts the groups with the most tests first, which put these last). Measured in CI, longest first.
 LONGEST_FIRST = [
-    "tests/test_autograde.py::test_generation",  # grades modules 01-16 and trains Milestone 3 (8 min)
-    "milestones/generation/test_chatgpt_milestone.py::test_judge_fails_a_broken_model",  # two M3 trainings (6-8 min each)
-    "tests/test_autograde.py::test_revolution",  # grades modules 01-11 and trains Milestone 2 twice (7 min)
+    "tests/test_autograde.py::test_revolution",  # grades 06-11, trains Milestone 2 twice, one module search (9 min)
+    "tests/test_autograde.py::test_generation",  # grades modules 12-16 and trains Milestone 3 (8 min)
+    "milestones/generation/test_chatgpt_milestone.py::test_judge_fails_a_broken_model",  # two M3 trainings (3-5 min each)
     "tests/test_simulated_class.py",  # 114 submissions (4-5 min)
     "tests/test_browser",  # JupyterLab in chromium, Milestones 2 and 3 trained briefly (4 min)
     "tests/test_autograde.py",  # modules 01-05 and Milestone 1, with every trick (3 min)
