@@ -35,8 +35,8 @@ def module_at_fault(milestone, folder, source, requires, model_source, sandbox=N
     recipe = milestone.CONFIG.get("diagnosis")
     if not recipe:
         return None, None
-    budget = float(recipe.get("budget_s", 300))
-    changes = {k: v for k, v in recipe.items() if k != "budget_s"}
+    budget, model_sound = float(recipe.get("budget_s", 300)), float(recipe.get("model_sound", 0.3))
+    changes = {k: v for k, v in recipe.items() if k not in ("budget_s", "model_sound")}  # the judge's recipe changes
     reference = reference_package(requires, None, source)
     started = time.perf_counter()
     accuracy = {}
@@ -52,7 +52,7 @@ def module_at_fault(milestone, folder, source, requires, model_source, sandbox=N
     n = len(requires)
     try:
         best = run(n)
-        if best is None or best < recipe_level(milestone):
+        if best is None or best < model_sound:
             return "build_model", (
                 "Which module? In a short training (the judge's recipe on fewer images) with all of the "
                 f"course's modules in place of yours, your build_model's model {_reaches(best)}: the model "
@@ -88,11 +88,6 @@ def module_at_fault(milestone, folder, source, requires, model_source, sandbox=N
         f"{_with(requires, lo)} it {_reaches(accuracy[lo])}. Look at your {module}: it keeps the model "
         "from learning."
     )
-
-
-def recipe_level(milestone):
-    """The least accuracy the all-course short run must reach for build_model to count as sound."""
-    return float(milestone.CONFIG["diagnosis"].get("model_sound", 0.3))
 
 
 def _short_run(milestone, folder, source, requires, k, model_source, sandbox, reference, changes):
